@@ -1,0 +1,59 @@
+# maskvid_edu — the two commands of the README, and a few more.
+#
+#   make book   build the environment, execute every notebook (CPU profile), build the HTML book
+#   make test   build the environment, run unit tests + nbval over every notebook + build the
+#               HTML book from the committed outputs
+#   make lab    JupyterLab on the book
+#
+# The environment is a local virtual environment (.venv) reused between runs; it is rebuilt
+# when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.maskvid-installed
+BUILD  := book/_build
+# Every notebook in the book runs its CPU preset unless told otherwise.
+export MASKVID_PROFILE ?= cpu
+export PYTHONHASHSEED := 0
+
+.PHONY: env book test unit nbval book-stored notebooks lab minkowski clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is needed, found " + sys.version' 
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+# The main job: execute the notebooks as a reader would (fresh kernel, CPU preset) and build
+# the static HTML book from the executed copies.
+book: env
+	$(VENV)/bin/jupyter-book build book --config book/_config.yml --path-output $(BUILD)/executed
+	@echo "Book built: open $(abspath $(BUILD)/executed/_build/html/index.html)"
+
+test: unit nbval book-stored
+
+unit: env
+	$(PY) -m pytest -q -ra tests
+
+nbval: env
+	$(PY) -m pytest -q -ra --nbval-lax --nbval-cell-timeout=300 -p no:cacheprovider book
+
+# The book as committed (stored outputs, nothing executed), with warnings as errors.
+book-stored: env
+	@mkdir -p $(BUILD) && sed 's/execute_notebooks: force/execute_notebooks: "off"/' book/_config.yml > $(BUILD)/stored_config.yml
+	$(VENV)/bin/jupyter-book build book --config $(BUILD)/stored_config.yml --path-output $(BUILD)/stored -W -n --keep-going
+	@echo "Book (stored outputs) built: $(abspath $(BUILD)/stored/_build/html/index.html)"
+
+# Refresh the committed outputs of every notebook (maintainers, before committing a chapter).
+notebooks: env
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 book/*.ipynb
+
+lab: env
+	$(VENV)/bin/jupyter lab book
+
+clean:
+	rm -rf $(BUILD) .pytest_cache
