@@ -1,0 +1,58 @@
+"""How a pre-trained encoder is judged without fine-tuning it: label propagation on video
+(DAVIS object masks, VIP body parts, JHMDB joints) and the scores of those benchmarks.
+
+- :mod:`maskvid_edu.evaluate.propagation` — features of any encoder → labels carried from the
+  first frame to the rest (the CRW / DINO protocol), DAVIS-layout PNG output
+- :mod:`maskvid_edu.evaluate.metrics` — DAVIS J&F, VIP mIoU, JHMDB PCK, as their reference
+  evaluation scripts compute them
+"""
+
+from .metrics import (
+    boundary_f,
+    confusion_matrix,
+    davis_jf,
+    davis_object_scores,
+    db_statistics,
+    jaccard,
+    miou_from_confusion,
+    pck,
+    seg2bmap,
+    vip_miou,
+)
+from .propagation import (
+    DAVIS_PALETTE,
+    FeatureExtractor,
+    PropagationConfig,
+    downsample_labels,
+    heatmaps_to_keypoints,
+    keypoint_heatmaps,
+    labels_to_mask,
+    propagate_keypoints,
+    propagate_labels,
+    propagate_masks,
+    write_davis_masks,
+)
+
+__all__ = [
+    "PropagationConfig",
+    "FeatureExtractor",
+    "downsample_labels",
+    "labels_to_mask",
+    "propagate_labels",
+    "propagate_masks",
+    "keypoint_heatmaps",
+    "heatmaps_to_keypoints",
+    "propagate_keypoints",
+    "write_davis_masks",
+    "DAVIS_PALETTE",
+    "jaccard",
+    "seg2bmap",
+    "boundary_f",
+    "db_statistics",
+    "davis_object_scores",
+    "davis_jf",
+    "confusion_matrix",
+    "miou_from_confusion",
+    "vip_miou",
+    "pck",
+]
