@@ -1,0 +1,893 @@
+"""Action-recognition style video datasets, with bad files handled in the open.
+
+One :class:`VideoDataset` reads the list formats people already have and serves a video in the
+four ways the papers use one:
+
+``mode="pretrain"``  ``{"video"}``: one clip (VideoMAE: 16 frames every 4th, multi-scale crop),
+                     optionally ``num_repeats`` augmented views of the same decoded clip
+                     (VideoMAE V2's repeated sampling), stacked ``(R, C, T, H, W)`` or as a list
+``mode="train"``     ``{"video", "label"}``: random clip, random resized crop + flip (fine-tuning)
+``mode="val"``       ``{"video", "label"}``: the centre clip, short side resize + centre crop
+``mode="test"``      ``{"video", "label"}``: ``test_clips`` evenly spaced clips x ``test_crops``
+                     spatial crops, stacked ``(V, C, T, H, W)`` with ``V = clips * crops``
+                     (clip-major); VideoMAE tests Kinetics with 5 x 3
+
+Every item also carries ``"index"`` (its position in the list) and ``"events"``, a bool vector
+over :data:`EVENTS` saying which tolerated oddities the video had.
+
+**List formats** (:func:`read_video_list` detects the first three from the first line)
+
+* ``path label`` lines (VideoMAE's ``train.csv``/``val.csv``, despite the name), ``path``
+  alone for pre-training, or VideoMAE V2's ``path start_idx total_frames label``;
+* CSV with a ``path,label`` (or ``path``) header;
+* the Kinetics CSV ``label,youtube_id,time_start,time_end,split[,is_cc]``, mapped to
+  ``<root>/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4`` (the downloader's naming);
+* UCF101 ``classInd.txt`` + ``trainlist0k.txt`` / ``testlist0k.txt`` (:func:`ucf101_samples`);
+* HMDB51 ``<class>_test_split<k>.txt`` with flags 1 = train, 2 = test, 0 = unused
+  (:func:`hmdb51_samples`);
+* Something-Something V2 ``something-something-v2-{train,validation,test}.json`` +
+  ``labels.json`` (:func:`ssv2_samples`);
+* a folder ``<root>/<class>/<video file or frame folder>`` (:func:`folder_samples`).
+
+A ``path`` may be a video file or a folder of frames; :func:`~maskvid_edu.data.decoders.open_video`
+tells them apart.
+
+**Bad data policy.** Nothing bad ends an epoch, and nothing bad is silently replaced by another
+sample (the reference loaders retry with a random index, which hides broken files and skews the
+data):
+
+=====================  ======================================================================
+what                   what happens
+=====================  ======================================================================
+malformed list line    dropped when the dataset is built; a :class:`BadVideoWarning` names
+                       ``file:line`` and the problem; counted as ``malformed_line``
+missing file           the item is **skipped**: ``__getitem__`` returns a :class:`SkippedItem`
+empty (0-byte) file    (index, path, reason, detail) and warns with the path;
+unreadable / corrupt   :func:`collate_skip_bad` drops it from the batch and keeps it in
+zero frames            ``batch["skipped"]``; counted under the reason (``missing_file``,
+truncated data         ``empty_file``, ``unreadable``, ``zero_frames``, ``decode_error``)
+too short              used, last frame repeated (:mod:`~maskvid_edu.data.sampling`); counted
+                       as ``too_short``
+grayscale              used, the gray channel repeated into R, G, B by the decoder; counted as
+                       ``grayscale`` (a clip whose decoded frames have R = G = B everywhere)
+odd size               used, the crop/resize makes the output size; counted as ``odd_size``
+                       (an odd height or width, which 4:2:0 H.264 cannot even store)
+=====================  ======================================================================
+
+A truncated file shows up in one of three ways, depending on where the container keeps its index:
+cut before it (an MP4 whose ``moov`` box is at the end) it is ``unreadable``; with the index lost
+but the frames in front intact (AVI) it opens, and a clip reaching past the cut is a
+``decode_error``; a WebM cut mid-stream simply opens as a shorter video.
+
+With ``strict=True`` the first bad line or file raises instead (its error names the path).
+
+**Counting with DataLoader workers.** Workers are separate processes, so a counter inside the
+dataset would only count what the main process loaded itself. Instead each item carries its own
+outcome (``SkippedItem`` or the ``events`` flags) through the batch, and the counting happens in
+the main process: :meth:`VideoDataset.loader` returns a loader that feeds every batch to
+``dataset.stats`` (a :class:`DataStats`), drops batches left empty, and warns with a summary at
+the end of an epoch that had skips. With a DataLoader of your own, use
+``collate_fn=collate_skip_bad`` and call ``dataset.stats.update(batch)`` on every batch. The
+counts are then the same for any ``num_workers``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data._utils.collate import default_collate
+
+from maskvid_edu.data.augment import ClipTransform
+from maskvid_edu.data.decoders import VideoDecodeError, open_video
+from maskvid_edu.data.sampling import (
+    dense_clip,
+    frame_pair,
+    motion_clip,
+    segment_clip,
+    segment_views,
+    uniform_clips,
+)
+
+__all__ = [
+    "EVENTS",
+    "SKIP_REASONS",
+    "VideoSample",
+    "MalformedLine",
+    "ParsedList",
+    "BadVideoWarning",
+    "SkippedItem",
+    "DataStats",
+    "collate_skip_bad",
+    "read_video_list",
+    "ucf101_samples",
+    "hmdb51_samples",
+    "ssv2_samples",
+    "ssv2_label",
+    "folder_samples",
+    "VideoDataset",
+    "SkipAwareLoader",
+]
+
+EVENTS = ("too_short", "grayscale", "odd_size")
+SKIP_REASONS = ("missing_file", "empty_file", "unreadable", "zero_frames", "decode_error", "returned_none")
+MODES = ("pretrain", "train", "val", "test")
+SAMPLINGS = ("dense", "segment", "pair", "motion")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
+
+
+class BadVideoWarning(UserWarning):
+    """A list line or a video that the dataset had to drop or skip."""
+
+
+@dataclass(frozen=True)
+class VideoSample:
+    """One entry of a list: a video file (or frame folder) and its class index (None if unlabelled)."""
+
+    path: str
+    label: int | None = None
+
+
+@dataclass(frozen=True)
+class MalformedLine:
+    """A list line that could not be parsed (kept for the summary)."""
+
+    file: str
+    line: int
+    text: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}: {self.text!r}"
+
+
+@dataclass
+class ParsedList:
+    """Result of reading a list: the samples, the lines that were dropped, and class names if known."""
+
+    samples: list[VideoSample]
+    malformed: list[MalformedLine] = field(default_factory=list)
+    classes: list[str] | None = None
+
+
+# =============================================================================================
+# list formats
+# =============================================================================================
+def _require_file(path, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{what} not found: {p}")
+    if not p.is_file():
+        raise ValueError(f"{what} must be a file, got a folder: {p}")
+    return p
+
+
+def _require_dir(path, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{what} not found: {p}")
+    if not p.is_dir():
+        raise NotADirectoryError(f"{what} must be a folder: {p}")
+    return p
+
+
+def _is_int(text: str) -> bool:
+    t = text.strip()
+    return t.lstrip("-").isdigit() and t != "-"
+
+
+def _join(root: Path, path: str) -> str:
+    p = Path(path)
+    return str(p if p.is_absolute() else root / p)
+
+
+def _report_malformed(malformed: list[MalformedLine], strict: bool, limit: int = 20) -> None:
+    if not malformed:
+        return
+    if strict:
+        raise ValueError(f"malformed list line (strict=True): {malformed[0]}")
+    for m in malformed[:limit]:
+        warnings.warn(f"skipping malformed list line {m}", BadVideoWarning, stacklevel=3)
+    if len(malformed) > limit:
+        warnings.warn(
+            f"... and {len(malformed) - limit} more malformed lines in {malformed[limit].file}",
+            BadVideoWarning,
+            stacklevel=3,
+        )
+
+
+def read_video_list(
+    list_file,
+    root=None,
+    *,
+    classes: Sequence[str] | None = None,
+    ext: str = ".mp4",
+    strict: bool = False,
+) -> ParsedList:
+    """Read a ``path label`` list, a ``path,label`` CSV or a Kinetics CSV (detected from line 1).
+
+    Args:
+        list_file: the list.
+        root: folder that relative paths (and Kinetics class folders) are relative to; default:
+            the list's own folder.
+        classes: Kinetics only: class names in label order; default: the sorted names found in
+            the CSV (the order Kinetics' class index files use).
+        ext: Kinetics only: file extension of the clips.
+        strict: raise on the first malformed line instead of dropping it.
+
+    Returns:
+        :class:`ParsedList`. Blank lines and lines starting with ``#`` are ignored; anything else
+        that does not parse is a :class:`MalformedLine` (and a :class:`BadVideoWarning`).
+    """
+    list_file = _require_file(list_file, "video list")
+    root = list_file.parent if root is None else _require_dir(root, "video root folder")
+    with open(list_file, newline="", encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    first = next((ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")), "")
+    header = [h.strip().lower() for h in first.split(",")]
+    if header[:4] == ["label", "youtube_id", "time_start", "time_end"]:
+        parsed = _read_kinetics_csv(list_file, lines, root, classes, ext)
+    elif header in (["path", "label"], ["path"]):
+        parsed = _read_path_csv(list_file, lines, root)
+    else:
+        parsed = _read_whitespace_list(list_file, lines, root)
+    _report_malformed(parsed.malformed, strict)
+    return parsed
+
+
+def _read_whitespace_list(list_file: Path, lines: list[str], root: Path) -> ParsedList:
+    samples, bad = [], []
+    for no, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        tok = line.split()
+        if len(tok) == 1:
+            samples.append(VideoSample(_join(root, tok[0])))
+        elif len(tok) == 2:
+            if not _is_int(tok[1]):
+                bad.append(MalformedLine(str(list_file), no, raw, f"label {tok[1]!r} is not an integer"))
+            elif int(tok[1]) < 0:
+                bad.append(MalformedLine(str(list_file), no, raw, f"label {tok[1]} is negative"))
+            else:
+                samples.append(VideoSample(_join(root, tok[0]), int(tok[1])))
+        elif len(tok) == 4 and all(_is_int(t) for t in tok[1:]):  # VideoMAE V2: path start total label
+            if int(tok[3]) < 0:
+                bad.append(MalformedLine(str(list_file), no, raw, f"label {tok[3]} is negative"))
+            else:
+                samples.append(VideoSample(_join(root, tok[0]), int(tok[3])))
+        else:
+            bad.append(
+                MalformedLine(
+                    str(list_file), no, raw,
+                    f"expected 'path [label]' or 'path start total label', got {len(tok)} fields "
+                    "(paths with spaces need the CSV form)",
+                )
+            )
+    return ParsedList(samples, bad)
+
+
+def _read_path_csv(list_file: Path, lines: list[str], root: Path) -> ParsedList:
+    samples, bad = [], []
+    rows = csv.reader(lines)
+    header = None
+    for no, row in enumerate(rows, 1):
+        raw = lines[no - 1] if no - 1 < len(lines) else ""
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        if header is None:
+            header = [h.strip().lower() for h in row]
+            continue
+        if len(row) != len(header):
+            bad.append(MalformedLine(str(list_file), no, raw, f"expected {len(header)} columns {header}, got {len(row)}"))
+            continue
+        rec = dict(zip(header, (c.strip() for c in row)))
+        if not rec["path"]:
+            bad.append(MalformedLine(str(list_file), no, raw, "empty path"))
+            continue
+        label = rec.get("label")
+        if label is None or label == "":
+            samples.append(VideoSample(_join(root, rec["path"])))
+        elif not _is_int(label) or int(label) < 0:
+            bad.append(MalformedLine(str(list_file), no, raw, f"label {label!r} is not a non-negative integer"))
+        else:
+            samples.append(VideoSample(_join(root, rec["path"]), int(label)))
+    return ParsedList(samples, bad)
+
+
+def _read_kinetics_csv(list_file: Path, lines: list[str], root: Path, classes, ext: str) -> ParsedList:
+    rows, bad = [], []
+    header = None
+    for no, row in enumerate(csv.reader(lines), 1):
+        raw = lines[no - 1] if no - 1 < len(lines) else ""
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        if header is None:
+            header = [h.strip().lower() for h in row]
+            continue
+        if len(row) != len(header):
+            bad.append(MalformedLine(str(list_file), no, raw, f"expected {len(header)} columns, got {len(row)}"))
+            continue
+        rec = dict(zip(header, (c.strip() for c in row)))
+        try:
+            start, end = int(float(rec["time_start"])), int(float(rec["time_end"]))
+        except ValueError:
+            bad.append(MalformedLine(str(list_file), no, raw, "time_start/time_end are not numbers"))
+            continue
+        if not rec["youtube_id"]:
+            bad.append(MalformedLine(str(list_file), no, raw, "empty youtube_id"))
+            continue
+        rows.append((no, raw, rec["label"], f"{rec['youtube_id']}_{start:06d}_{end:06d}{ext}"))
+    names = list(classes) if classes is not None else sorted({r[2] for r in rows if r[2]})
+    index = {c: i for i, c in enumerate(names)}
+    samples = []
+    for no, raw, label, name in rows:
+        if label and label not in index:
+            bad.append(MalformedLine(str(list_file), no, raw, f"class {label!r} is not in the {len(names)} given classes"))
+            continue
+        candidates = [root / label / name, root / label.replace(" ", "_") / name, root / name] if label else [root / name]
+        path = next((c for c in candidates if c.exists()), candidates[0])
+        samples.append(VideoSample(str(path), index[label] if label else None))
+    return ParsedList(samples, sorted(bad, key=lambda m: m.line), names)
+
+
+def _read_lines(path: Path) -> list[str]:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read().splitlines()
+
+
+def ucf101_samples(video_root, split_dir, split: int = 1, subset: str = "train", *, strict: bool = False) -> ParsedList:
+    """UCF101 from its official split files.
+
+    ``classInd.txt`` holds ``<id> <ClassName>`` with ids from 1; ``trainlist0{split}.txt`` holds
+    ``<Class>/<video>.avi <id>``; ``testlist0{split}.txt`` holds ``<Class>/<video>.avi`` only, so the
+    label comes from the folder name (matched without case: the files spell
+    ``HandstandPushups`` / ``HandStandPushups`` both ways). Labels are ``id - 1``. A train line
+    whose id disagrees with its folder is malformed.
+    """
+    video_root = _require_dir(video_root, "UCF101 video folder")
+    split_dir = _require_dir(split_dir, "UCF101 split folder")
+    if split not in (1, 2, 3):
+        raise ValueError(f"UCF101 split must be 1, 2 or 3, got {split!r}")
+    if subset not in ("train", "test"):
+        raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
+    class_file = _require_file(split_dir / "classInd.txt", "UCF101 class index")
+    list_file = _require_file(split_dir / f"{subset}list0{split}.txt", f"UCF101 {subset} list")
+    classes: list[str] = []
+    by_name: dict[str, int] = {}
+    malformed: list[MalformedLine] = []
+    for no, raw in enumerate(_read_lines(class_file), 1):
+        tok = raw.split()
+        if not tok:
+            continue
+        if len(tok) != 2 or not _is_int(tok[0]):
+            malformed.append(MalformedLine(str(class_file), no, raw, "expected '<id> <ClassName>'"))
+            continue
+        cid = int(tok[0]) - 1
+        if cid != len(classes):
+            malformed.append(MalformedLine(str(class_file), no, raw, f"expected id {len(classes) + 1}"))
+            continue
+        classes.append(tok[1])
+        by_name[tok[1].lower()] = cid
+    samples = []
+    for no, raw in enumerate(_read_lines(list_file), 1):
+        tok = raw.split()
+        if not tok:
+            continue
+        rel = tok[0].replace("\\", "/")
+        folder = rel.split("/")[0].lower() if "/" in rel else None
+        if folder is None or folder not in by_name:
+            reason = "the path does not start with a class folder from classInd.txt"
+            malformed.append(MalformedLine(str(list_file), no, raw, reason))
+            continue
+        label = by_name[folder]
+        if subset == "train":
+            if len(tok) != 2 or not _is_int(tok[1]):
+                malformed.append(MalformedLine(str(list_file), no, raw, "expected '<Class>/<video>.avi <id>'"))
+                continue
+            if int(tok[1]) - 1 != label:
+                named = classes[int(tok[1]) - 1] if 0 < int(tok[1]) <= len(classes) else "no class"
+                reason = f"id {tok[1]} is {named}, the folder says {classes[label]}"
+                malformed.append(MalformedLine(str(list_file), no, raw, reason))
+                continue
+        elif len(tok) != 1:
+            malformed.append(MalformedLine(str(list_file), no, raw, "expected '<Class>/<video>.avi' only"))
+            continue
+        samples.append(VideoSample(str(video_root / rel), label))
+    _report_malformed(malformed, strict)
+    return ParsedList(samples, malformed, classes)
+
+
+def hmdb51_samples(video_root, split_dir, split: int = 1, subset: str = "train", *, strict: bool = False) -> ParsedList:
+    """HMDB51 from its official ``<class>_test_split<k>.txt`` files.
+
+    Each line is ``<video>.avi <flag>`` with flag 1 = training, 2 = testing, 0 = not used in this
+    split. The video lives at ``<video_root>/<class>/<video>.avi``; labels number the class names
+    in alphabetical order (51 classes).
+    """
+    video_root = _require_dir(video_root, "HMDB51 video folder")
+    split_dir = _require_dir(split_dir, "HMDB51 split folder")
+    if split not in (1, 2, 3):
+        raise ValueError(f"HMDB51 split must be 1, 2 or 3, got {split!r}")
+    if subset not in ("train", "test"):
+        raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
+    suffix = f"_test_split{split}.txt"
+    files = sorted(p for p in split_dir.iterdir() if p.name.endswith(suffix))
+    if not files:
+        raise FileNotFoundError(f"no HMDB51 split files '*{suffix}' in {split_dir}")
+    classes = [p.name[: -len(suffix)] for p in files]
+    want = "1" if subset == "train" else "2"
+    samples, malformed = [], []
+    for label, (cls, path) in enumerate(zip(classes, files)):
+        for no, raw in enumerate(_read_lines(path), 1):
+            tok = raw.split()
+            if not tok:
+                continue
+            if len(tok) != 2 or tok[1] not in ("0", "1", "2"):
+                malformed.append(MalformedLine(str(path), no, raw, "expected '<video>.avi <0|1|2>'"))
+                continue
+            if tok[1] == want:
+                samples.append(VideoSample(str(video_root / cls / tok[0]), label))
+    _report_malformed(malformed, strict)
+    return ParsedList(samples, malformed, classes)
+
+
+def ssv2_label(template: str) -> str:
+    """The official SSv2 mapping from a template to a ``labels.json`` key: drop the brackets
+    (``"Putting [something] on a surface"`` → ``"Putting something on a surface"``)."""
+    return template.replace("[", "").replace("]", "")
+
+
+def ssv2_samples(video_root, annotation_dir, subset: str = "train", *, ext: str = ".webm", strict: bool = False) -> ParsedList:
+    """Something-Something V2: ``<id>.webm`` videos and the JSON annotations.
+
+    ``something-something-v2-{subset}.json`` is a list of ``{"id", "label", "template",
+    "placeholders"}``; the class is ``labels.json[ssv2_label(template)]`` (174 classes). The test
+    file has only ids: its samples are unlabelled.
+    """
+    video_root = _require_dir(video_root, "SSv2 video folder")
+    annotation_dir = _require_dir(annotation_dir, "SSv2 annotation folder")
+    if subset not in ("train", "validation", "test"):
+        raise ValueError(f"subset must be 'train', 'validation' or 'test', got {subset!r}")
+    labels_file = _require_file(annotation_dir / "labels.json", "SSv2 labels.json")
+    list_file = _require_file(annotation_dir / f"something-something-v2-{subset}.json", f"SSv2 {subset} annotations")
+    with open(labels_file, encoding="utf-8") as f:
+        label_map = {k: int(v) for k, v in json.load(f).items()}
+    classes = [name for name, _ in sorted(label_map.items(), key=lambda kv: kv[1])]
+    with open(list_file, encoding="utf-8") as f:
+        entries = json.load(f)
+    if not isinstance(entries, list):
+        raise ValueError(f"{list_file} must hold a JSON list of objects, got {type(entries).__name__}")
+    samples, malformed = [], []
+    for no, e in enumerate(entries, 1):  # "line" = position in the JSON list
+        if not isinstance(e, dict) or "id" not in e:
+            malformed.append(MalformedLine(str(list_file), no, str(e)[:80], "entry without an 'id'"))
+            continue
+        path = str(video_root / f"{e['id']}{ext}")
+        if "template" not in e:
+            samples.append(VideoSample(path))
+            continue
+        key = ssv2_label(e["template"])
+        if key not in label_map:
+            malformed.append(MalformedLine(str(list_file), no, str(e.get("template")), "template not found in labels.json"))
+            continue
+        samples.append(VideoSample(path, label_map[key]))
+    _report_malformed(malformed, strict)
+    return ParsedList(samples, malformed, classes)
+
+
+def folder_samples(root, *, labelled: bool = True) -> ParsedList:
+    """Every video file or frame folder under ``root``.
+
+    With ``labelled=True`` the layout is ``<root>/<class>/<video file | frame folder>`` and labels
+    number the class folders alphabetically; otherwise ``<root>/<video file | frame folder>``.
+    A frame folder is a folder that directly holds images.
+    """
+    from maskvid_edu.data.decoders import FRAME_EXTENSIONS
+
+    root = _require_dir(root, "video folder")
+
+    def items(folder: Path) -> list[Path]:
+        out = []
+        for p in sorted(folder.iterdir()):
+            if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
+                out.append(p)
+            elif p.is_dir() and any(q.suffix.lower() in FRAME_EXTENSIONS for q in p.iterdir()):
+                out.append(p)
+        return out
+
+    if not labelled:
+        return ParsedList([VideoSample(str(p)) for p in items(root)])
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    samples = [VideoSample(str(p), k) for k, c in enumerate(classes) for p in items(root / c)]
+    return ParsedList(samples, [], classes)
+
+
+# =============================================================================================
+# skipping and counting
+# =============================================================================================
+@dataclass(frozen=True)
+class SkippedItem:
+    """What ``__getitem__`` returns for a video it cannot use (instead of a substitute sample)."""
+
+    index: int
+    path: str
+    reason: str
+    detail: str = ""
+
+
+def collate_skip_bad(items: Sequence) -> dict:
+    """Collate the usable items, keep the skipped ones aside.
+
+    ``None`` items (from other datasets) and :class:`SkippedItem` s are removed before
+    ``default_collate``; they travel on in ``batch["skipped"]`` (a list of ``SkippedItem``,
+    ``None`` recorded with reason ``returned_none``) so the main process can count them. A batch
+    in which nothing was usable is ``{"skipped": [...]}`` with no ``"video"``.
+    """
+    good, skipped = [], []
+    for it in items:
+        if it is None:
+            skipped.append(SkippedItem(-1, "", "returned_none", "the dataset returned None"))
+        elif isinstance(it, SkippedItem):
+            skipped.append(it)
+        else:
+            good.append(it)
+    batch = default_collate(good) if good else {}
+    if not isinstance(batch, dict):
+        raise TypeError(f"collate_skip_bad expects dict items, got {type(good[0]).__name__}")
+    batch["skipped"] = skipped
+    return batch
+
+
+class DataStats:
+    """Counts of what happened to the samples, kept in the main process.
+
+    ``malformed`` (list lines dropped at construction) persists; the per-epoch counters
+    (``seen``, ``used``, ``skipped``, ``events``) are reset by :meth:`reset` — the loader does
+    that when a new epoch starts.
+    """
+
+    def __init__(self, malformed: Iterable[MalformedLine] = ()):
+        self.malformed: list[MalformedLine] = list(malformed)
+        self.reset()
+
+    def reset(self) -> None:
+        self.seen = 0
+        self.used = 0
+        self.skipped: Counter = Counter()
+        self.events: Counter = Counter()
+        self.skipped_items: list[SkippedItem] = []
+
+    def record(self, item) -> None:
+        """Count one item as returned by ``dataset[i]`` (for loops without a DataLoader)."""
+        if item is None or isinstance(item, SkippedItem):
+            self.update(collate_skip_bad([item]))
+        else:
+            self.update({"events": item["events"][None], "skipped": []})
+
+    def update(self, batch: dict) -> None:
+        """Count a batch made by :func:`collate_skip_bad`."""
+        skipped = batch.get("skipped", [])
+        events = batch.get("events")
+        used = 0 if events is None else int(events.shape[0])
+        self.seen += used + len(skipped)
+        self.used += used
+        for s in skipped:
+            self.skipped[s.reason] += 1
+            self.skipped_items.append(s)
+        if events is not None and used:
+            for name, n in zip(EVENTS, torch.as_tensor(events).sum(0).tolist()):
+                if n:
+                    self.events[name] += int(n)
+
+    def as_dict(self) -> dict:
+        return {
+            "seen": self.seen,
+            "used": self.used,
+            "skipped": dict(self.skipped),
+            "events": dict(self.events),
+            "malformed_line": len(self.malformed),
+        }
+
+    def summary(self, max_paths: int = 10) -> str:
+        lines = [f"{self.seen} samples loaded, {self.used} used, {sum(self.skipped.values())} skipped"]
+        if self.skipped:
+            lines.append("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())))
+            for s in self.skipped_items[:max_paths]:
+                detail = s.detail if len(s.detail) <= 160 else s.detail[:157] + "..."
+                lines.append(f"  {s.reason}: {s.path}" + (f" ({detail})" if detail else ""))
+            if len(self.skipped_items) > max_paths:
+                lines.append(f"  ... and {len(self.skipped_items) - max_paths} more")
+        if self.events:
+            lines.append("handled: " + ", ".join(f"{k} {v}" for k, v in sorted(self.events.items())))
+        if self.malformed:
+            lines.append(f"malformed list lines dropped when the dataset was built: {len(self.malformed)}")
+            lines += [f"  {m}" for m in self.malformed[:3]] + (["  ..."] if len(self.malformed) > 3 else [])
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"DataStats({self.as_dict()})"
+
+
+# =============================================================================================
+# the dataset
+# =============================================================================================
+class VideoDataset(Dataset):
+    """Clips from a list of videos, for pre-training, fine-tuning, validation and testing.
+
+    Args:
+        samples: the :class:`VideoSample` list (see the ``from_*`` constructors), or a
+            :class:`ParsedList` (its malformed lines go into ``stats``).
+        mode: ``"pretrain"``, ``"train"``, ``"val"`` or ``"test"`` (see the module docstring).
+        sampling: ``"dense"`` (``clip_len`` frames every ``stride``-th), ``"segment"`` (one frame
+            from each of ``clip_len`` parts; SSv2), ``"pair"`` (two frames ``gap`` apart, or a
+            random gap up to ``max_gap``; VideoMAC) or ``"motion"`` (``clip_len + 1`` frames; MAM2).
+            Validation and test accept ``dense`` and ``segment``.
+        clip_len: frames per clip (16 in VideoMAE; the demos use 4–8).
+        stride: frame step for dense/motion sampling (4 on Kinetics, 2 on SSv2 frames).
+        gap, max_gap: frame-pair distance for ``sampling="pair"``.
+        size: output side in pixels (224 in the papers).
+        transform: ``callable(frames uint8 (T, H, W, 3), generator) -> tensor``; default by mode:
+            pretrain ``ClipTransform("multiscale")``, train ``ClipTransform("resized_crop")``,
+            val ``ClipTransform("center")``, test ``ClipTransform("three_crop")`` (or ``"center"``
+            when ``test_crops == 1``).
+        num_repeats: pre-training views per decoded clip (VideoMAE V2 uses 4).
+        stack_repeats: stack the repeated views into ``(R, C, T, H, W)`` (else a list of R).
+        test_clips, test_crops: test views (5 x 3 on Kinetics; 2 x 3 on SSv2).
+        backend: decoder backend (see :func:`~maskvid_edu.data.decoders.open_video`).
+        strict: raise on the first bad video instead of skipping it.
+        seed: if set, item ``i`` in epoch ``e`` draws from a generator seeded by ``(seed, e, i)``,
+            so clips and crops do not depend on workers or order; if None, torch's global RNG
+            (which DataLoader seeds differently in each worker).
+        classes: class names in label order (kept as ``self.classes``; taken from a
+            :class:`ParsedList` when it has them).
+    """
+
+    def __init__(
+        self,
+        samples,
+        *,
+        mode: str = "pretrain",
+        sampling: str = "dense",
+        clip_len: int = 16,
+        stride: int = 4,
+        gap: int = 1,
+        max_gap: int | None = None,
+        size: int = 224,
+        transform: Callable | None = None,
+        num_repeats: int = 1,
+        stack_repeats: bool = True,
+        test_clips: int = 5,
+        test_crops: int = 3,
+        backend: str = "auto",
+        strict: bool = False,
+        seed: int | None = None,
+        classes: Sequence[str] | None = None,
+    ):
+        malformed: list[MalformedLine] = []
+        if isinstance(samples, ParsedList):
+            malformed, classes = samples.malformed, classes if classes is not None else samples.classes
+            samples = samples.samples
+        samples = list(samples)
+        if not all(isinstance(s, VideoSample) for s in samples):
+            raise TypeError("samples must be VideoSample objects (see read_video_list and the from_* constructors)")
+        if not samples:
+            raise ValueError("the dataset has no samples (empty list, or every line was malformed)")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+        if mode in ("val", "test") and sampling not in ("dense", "segment"):
+            raise ValueError(f"mode={mode!r} supports sampling 'dense' or 'segment', got {sampling!r}")
+        for name, value in (("clip_len", clip_len), ("stride", stride), ("gap", gap), ("size", size),
+                            ("num_repeats", num_repeats), ("test_clips", test_clips), ("test_crops", test_crops)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if num_repeats > 1 and mode != "pretrain":
+            raise ValueError(f"num_repeats > 1 (repeated sampling) is a pre-training option; mode is {mode!r}")
+        if max_gap is not None and (not isinstance(max_gap, int) or max_gap < 1):
+            raise ValueError(f"max_gap must be a positive int or None, got {max_gap!r}")
+        if backend not in ("auto", "decord", "pyav", "frames"):
+            raise ValueError(f"backend must be 'auto', 'decord', 'pyav' or 'frames', got {backend!r}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable(frames, generator), got {type(transform).__name__}")
+        labelled = [s.label is not None for s in samples]
+        if mode in ("train", "val") and not all(labelled):
+            first = samples[labelled.index(False)].path
+            raise ValueError(f"mode={mode!r} needs a label for every sample; {first} has none")
+        if mode == "test" and any(labelled) and not all(labelled):
+            first = samples[labelled.index(False)].path
+            raise ValueError(f"some samples are labelled and some are not (e.g. {first}); use one kind per dataset")
+
+        self.samples = samples
+        self.classes = list(classes) if classes is not None else None
+        self.mode, self.sampling = mode, sampling
+        self.clip_len, self.stride, self.gap, self.max_gap = clip_len, stride, gap, max_gap
+        self.size, self.num_repeats, self.stack_repeats = size, num_repeats, stack_repeats
+        self.test_clips, self.test_crops = test_clips, test_crops
+        self.backend, self.strict, self.seed = backend, strict, seed
+        self.epoch = 0
+        if transform is None:
+            flip = 0.0 if sampling == "segment" else 0.5  # SSv2-style sampling: left/right matter
+            transform = {
+                "pretrain": ClipTransform("multiscale", size),
+                "train": ClipTransform("resized_crop", size, flip=flip),
+                "val": ClipTransform("center", size),
+                "test": (
+                    ClipTransform("three_crop", size, num_crops=test_crops)
+                    if test_crops > 1
+                    else ClipTransform("center", size)
+                ),
+            }[mode]
+        self.transform = transform
+        self.stats = DataStats(malformed)
+
+    # -- constructors for the common formats --------------------------------------------------
+    @classmethod
+    def from_list(cls, list_file, root=None, *, classes=None, ext: str = ".mp4", **kwargs) -> "VideoDataset":
+        """From a ``path label`` list, a ``path,label`` CSV or a Kinetics CSV (:func:`read_video_list`)."""
+        parsed = read_video_list(list_file, root, classes=classes, ext=ext, strict=kwargs.get("strict", False))
+        return cls(parsed, **kwargs)
+
+    @classmethod
+    def ucf101(cls, video_root, split_dir, split: int = 1, subset: str = "train", **kwargs) -> "VideoDataset":
+        """From UCF101's official split files (:func:`ucf101_samples`)."""
+        return cls(ucf101_samples(video_root, split_dir, split, subset, strict=kwargs.get("strict", False)), **kwargs)
+
+    @classmethod
+    def hmdb51(cls, video_root, split_dir, split: int = 1, subset: str = "train", **kwargs) -> "VideoDataset":
+        """From HMDB51's official split files (:func:`hmdb51_samples`)."""
+        return cls(hmdb51_samples(video_root, split_dir, split, subset, strict=kwargs.get("strict", False)), **kwargs)
+
+    @classmethod
+    def ssv2(cls, video_root, annotation_dir, subset: str = "train", **kwargs) -> "VideoDataset":
+        """From Something-Something V2's JSON files (:func:`ssv2_samples`); ``sampling="segment"`` by default."""
+        kwargs.setdefault("sampling", "segment")
+        return cls(ssv2_samples(video_root, annotation_dir, subset, strict=kwargs.get("strict", False)), **kwargs)
+
+    @classmethod
+    def from_folder(cls, root, *, labelled: bool = True, **kwargs) -> "VideoDataset":
+        """From ``<root>/<class>/<video or frame folder>`` (:func:`folder_samples`)."""
+        return cls(folder_samples(root, labelled=labelled), **kwargs)
+
+    # -- sampling ------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch number mixed into the per-item seed (when ``seed`` is set)."""
+        self.epoch = int(epoch)
+
+    def generator(self, index: int) -> torch.Generator | None:
+        """The random source of item ``index`` in the current epoch (None: torch's global RNG)."""
+        if self.seed is None:
+            return None
+        state = np.random.SeedSequence([int(self.seed), self.epoch, int(index)]).generate_state(2, np.uint32)
+        return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+    def frame_indices(self, num_frames: int, generator=None):
+        """Frame numbers for one item: ``(indices (T,) or (V, T), padded)``."""
+        T, s = self.clip_len, self.sampling
+        if self.mode in ("pretrain", "train"):
+            if s == "dense":
+                return dense_clip(num_frames, T, self.stride, generator=generator)
+            if s == "segment":
+                return segment_clip(num_frames, T, generator=generator)
+            if s == "pair":
+                return frame_pair(num_frames, self.gap, max_gap=self.max_gap, generator=generator)
+            return motion_clip(num_frames, T, self.stride, generator=generator)
+        if self.mode == "val":
+            if s == "dense":
+                return dense_clip(num_frames, T, self.stride, mode="center")
+            return segment_clip(num_frames, T, mode="center")
+        if s == "dense":
+            return uniform_clips(num_frames, T, self.stride, self.test_clips)
+        return segment_views(num_frames, T, self.test_clips)
+
+    # -- loading -------------------------------------------------------------------------------
+    def _skip(self, index: int, path: str, reason: str, detail: str, err: BaseException) -> SkippedItem:
+        if self.strict:
+            raise err
+        warnings.warn(f"skipping {path}: {reason} ({detail})", BadVideoWarning, stacklevel=3)
+        return SkippedItem(index, path, reason, detail)
+
+    def load_frames(self, index: int, generator=None):
+        """Decode item ``index``: ``(frames uint8 (U, H, W, 3), indices into frames, padded)``.
+
+        Raises the decoder's errors (``FileNotFoundError``, ``VideoDecodeError``).
+        """
+        path = self.samples[index].path
+        with open_video(path, self.backend) as reader:
+            idx, padded = self.frame_indices(reader.num_frames, generator)
+            unique, inverse = np.unique(idx, return_inverse=True)
+            frames = reader.get_frames(unique)  # (U, H, W, 3)
+        return frames, inverse.reshape(idx.shape), padded
+
+    def __getitem__(self, index: int):
+        sample = self.samples[index]
+        g = self.generator(index)
+        try:
+            frames, where, padded = self.load_frames(index, g)
+        except FileNotFoundError as err:
+            return self._skip(index, sample.path, "missing_file", "no such file or folder", err)
+        except VideoDecodeError as err:
+            return self._skip(index, sample.path, err.kind, err.reason, err)
+        h, w = frames.shape[1:3]
+        gray = bool((frames[..., 0] == frames[..., 1]).all() and (frames[..., 1] == frames[..., 2]).all())
+        events = torch.tensor([bool(padded), gray, bool(h % 2 or w % 2)])
+        item = {"index": index, "events": events}
+        if self.mode == "test":
+            clips = where if where.ndim == 2 else where[None]
+            views = []
+            for c in clips:  # each clip, then its spatial crops
+                v = self.transform(frames[c], g)
+                views.extend(v if v.dim() == 5 else v[None])
+            item["video"] = torch.stack(views)  # (V, C, T, H, W)
+        elif self.mode == "pretrain" and self.num_repeats > 1:
+            clip = frames[where]  # (T, H, W, 3), decoded once
+            views = [self.transform(clip, g) for _ in range(self.num_repeats)]
+            item["video"] = torch.stack(views) if self.stack_repeats else views  # (R, C, T, H, W)
+        else:
+            item["video"] = self.transform(frames[where], g)  # (C, T, H, W)
+        if self.mode != "pretrain" and sample.label is not None:
+            item["label"] = sample.label
+        return item
+
+    # -- loading loops -------------------------------------------------------------------------
+    def loader(self, batch_size: int = 8, *, shuffle: bool | None = None, num_workers: int = 0, **kwargs) -> "SkipAwareLoader":
+        """A DataLoader with :func:`collate_skip_bad` whose batches are counted in ``self.stats``.
+
+        ``shuffle`` defaults to True for pretrain/train and False for val/test; other keyword
+        arguments go to :class:`torch.utils.data.DataLoader`.
+        """
+        if shuffle is None:
+            shuffle = self.mode in ("pretrain", "train")
+        dl = DataLoader(self, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                        collate_fn=collate_skip_bad, **kwargs)
+        return SkipAwareLoader(dl, self)
+
+    def summary(self) -> str:
+        """Counts per reason for the current (or last) epoch; see :class:`DataStats`."""
+        return self.stats.summary()
+
+    def __repr__(self) -> str:
+        return (
+            f"VideoDataset({len(self)} videos, mode={self.mode!r}, sampling={self.sampling!r}, "
+            f"clip_len={self.clip_len}, stride={self.stride}, transform={self.transform!r})"
+        )
+
+
+class SkipAwareLoader:
+    """Iterate a DataLoader built on :func:`collate_skip_bad`, counting into ``dataset.stats``.
+
+    Each ``iter()`` is an epoch: it resets the per-epoch counters, feeds every batch to
+    ``stats.update``, leaves out batches with nothing usable, and at the end warns with
+    ``dataset.summary()`` if anything was skipped. A completed pass advances ``dataset.epoch``
+    by one, so seeded datasets draw new clips and crops each epoch (call ``dataset.set_epoch`` to
+    choose one; workers see it unless ``persistent_workers=True``).
+    """
+
+    def __init__(self, dataloader: DataLoader, dataset: VideoDataset, *, warn: bool = True):
+        self.dataloader, self.dataset, self.warn = dataloader, dataset, warn
+
+    def __len__(self) -> int:
+        return len(self.dataloader)
+
+    def __iter__(self) -> Iterator[dict]:
+        stats = self.dataset.stats
+        stats.reset()
+        for batch in self.dataloader:
+            stats.update(batch)
+            if "video" in batch:
+                yield batch
+        self.dataset.set_epoch(self.dataset.epoch + 1)
+        if self.warn and stats.skipped:
+            warnings.warn("epoch summary: " + self.dataset.summary(), BadVideoWarning, stacklevel=2)
