@@ -55,6 +55,12 @@ book-stored: env
 notebooks: env
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 book/*.ipynb
 
+# Optional sparse backend: builds MinkowskiEngine 0.5.4 (CPU) against the pinned torch into a
+# cache outside the repo (~/.cache/maskvid_edu/wheels) and installs it here. Needs Debian's
+# libopenblas-dev. CUDA users: see `python -m maskvid_edu.minkowski_build --help`.
+minkowski: env
+	$(PY) -m maskvid_edu.minkowski_build
+
 lab: env
 	$(VENV)/bin/jupyter lab book
 
