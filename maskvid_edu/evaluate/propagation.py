@@ -56,6 +56,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+# one palette for the whole library: the DAVIS reader/writer's
+from ..data.davis import DAVIS_PALETTE
+
 __all__ = [
     "PropagationConfig",
     "FeatureExtractor",
@@ -578,24 +581,6 @@ class FeatureExtractor:
 # --------------------------------------------------------------------------------------------
 # Writing results in the DAVIS layout
 # --------------------------------------------------------------------------------------------
-
-
-def _voc_palette(n: int = 256) -> np.ndarray:
-    """The PASCAL VOC / DAVIS colour map: the bits of the index spread over R, G, B."""
-    palette = np.zeros((n, 3), dtype=np.uint8)
-    for i in range(n):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette[i] = (r, g, b)
-    return palette
-
-
-DAVIS_PALETTE: np.ndarray = _voc_palette()
-"""``(256, 3)`` uint8: id 0 black, 1 (128, 0, 0), 2 (0, 128, 0), 3 (128, 128, 0), …"""
 
 
 def write_davis_masks(masks, out_dir: str | Path, sequence: str, *, names=None,
