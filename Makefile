@@ -37,7 +37,7 @@ book: env
 	$(VENV)/bin/jupyter-book build book --config book/_config.yml --path-output $(BUILD)/executed
 	@echo "Book built: open $(abspath $(BUILD)/executed/_build/html/index.html)"
 
-test: unit nbval book-stored
+test: book-stored unit nbval
 
 unit: env
 	$(PY) -m pytest -q -ra tests
