@@ -1,0 +1,294 @@
+"""Benchmarks: our models side by side with the reference implementation, in one run.
+
+:func:`bench_pretrain` times one VideoMAE pre-training step — forward, backward and an AdamW
+update — of our model and of transformers' ``VideoMAEForPreTraining`` built with the same
+config, holding the *same weights* (copied with :func:`maskvid_edu.checkpoints.to_transformers`),
+fed the same clip and the same mask. Steps alternate between the two (ours, theirs, theirs,
+ours, …) so a slowdown of a shared machine hits both alike, and the ratio of medians is reported.
+Before timing, both compute the loss of the same batch; they must agree within a stated
+tolerance, so we compare two implementations of the same function.
+
+Peak memory: on CUDA the allocator's peak (``torch.cuda.max_memory_allocated``) during a step;
+on CPU the peak resident set size of a fresh process that builds the model and runs two steps,
+minus that process's size before building it (``resource.getrusage``), measured for each
+implementation in its own process so one cannot hide the other's peak.
+
+Benchmarks are not tests: nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from .masking import tube_mask
+from .models import create
+from .models.videomae import VideoMAE
+from .utils import resolve_device
+
+__all__ = ["bench_pretrain", "transformers_config", "transformers_twin"]
+
+
+def transformers_config(config, attn_implementation: str = "sdpa"):
+    """The ``transformers.VideoMAEConfig`` describing the same network as our ``VideoMAEConfig``."""
+    import transformers
+
+    if config.normalization not in ("videomae", "none"):
+        raise ValueError(f"transformers' VideoMAE supports normalization 'videomae' or 'none', got {config.normalization!r}")
+    if config.layer_scale_init is not None or config.decoder_mask_ratio > 0:
+        raise ValueError("transformers' VideoMAE has neither layer scale nor decoder masking")
+    return transformers.VideoMAEConfig(
+        image_size=config.img_size,
+        patch_size=config.patch,
+        num_channels=config.in_chans,
+        num_frames=config.num_frames,
+        tubelet_size=config.tubelet,
+        hidden_size=config.dim,
+        num_hidden_layers=config.depth,
+        num_attention_heads=config.heads,
+        intermediate_size=int(config.dim * config.mlp_ratio),
+        decoder_hidden_size=config.decoder_dim,
+        decoder_num_hidden_layers=config.decoder_depth,
+        decoder_num_attention_heads=config.decoder_heads,
+        decoder_intermediate_size=int(config.decoder_dim * config.mlp_ratio),
+        hidden_act="gelu",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        layer_norm_eps=config.ln_eps,
+        qkv_bias=config.qkv_bias,
+        use_mean_pooling=False,  # the pre-training encoder ends with a LayerNorm
+        norm_pix_loss=config.normalization == "videomae",
+        attn_implementation=attn_implementation,
+    )
+
+
+def transformers_twin(model: VideoMAE, attn_implementation: str = "sdpa", copy_weights: bool = True):
+    """transformers' ``VideoMAEForPreTraining`` with our model's config (and weights).
+
+    transformers builds its decoder's final LayerNorm with PyTorch's default ``eps = 1e-5``
+    whatever the config says; it is set to ours (1e-6, the official value) here.
+    """
+    import transformers
+    from .checkpoints import to_transformers
+
+    twin = transformers.VideoMAEForPreTraining(transformers_config(model.config, attn_implementation))
+    twin.decoder.norm.eps = model.config.ln_eps
+    if copy_weights:
+        twin.load_state_dict(to_transformers(model), strict=True)
+    return twin
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype):
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _optimizer(model) -> torch.optim.Optimizer:
+    # VideoMAE's pre-training optimiser settings (the lr does not change the cost)
+    return torch.optim.AdamW(model.parameters(), lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05)
+
+
+def _step_fn(kind: str, model, video, mask, device, dtype):
+    opt = _optimizer(model)
+    hf_video = video.transpose(1, 2).contiguous() if kind == "transformers" else None  # (B, T, C, H, W)
+
+    def step() -> float:
+        opt.zero_grad(set_to_none=True)
+        with _autocast(device, dtype):
+            if kind == "ours":
+                loss = model(video, mask).loss
+            else:
+                loss = model(hf_video, bool_masked_pos=mask).loss
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def _cpu_peak_worker(kind: str, name: str, overrides: dict, batch: int, dtype_name: str, seed: int) -> float:
+    """Run in a fresh process: peak RSS growth (MiB) for building ``kind`` and two training steps."""
+    # both import transformers' model code before the baseline, so neither is charged for code
+    from transformers import VideoMAEForPreTraining
+
+    with torch.device("meta"):
+        config = create(name, **overrides).config  # the config only, nothing allocated
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    torch.manual_seed(seed)
+    if kind == "ours":
+        model = create(name, **overrides)
+    else:
+        model = VideoMAEForPreTraining(transformers_config(config))
+    video = torch.randn(batch, config.in_chans, config.num_frames, config.img_size, config.img_size)
+    mask = tube_mask(batch, config.grid, config.mask_ratio, generator=torch.Generator().manual_seed(seed))
+    step = _step_fn(kind, model, video, mask, torch.device("cpu"), getattr(torch, dtype_name))
+    step()
+    step()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+
+
+def _cpu_peak_mib(kind: str, name: str, overrides: dict, batch: int, dtype: torch.dtype, seed: int) -> float:
+    """:func:`_cpu_peak_worker` in a child interpreter (a clean process, whatever the caller is)."""
+    args = json.dumps([kind, name, overrides, batch, str(dtype).replace("torch.", ""), seed])
+    code = (
+        "import json, sys; from maskvid_edu.bench import _cpu_peak_worker; "
+        "print(json.dumps(_cpu_peak_worker(*json.loads(sys.argv[1]))))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory measurement of {kind} failed:\n{proc.stderr[-2000:]}")
+    return float(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def bench_pretrain(
+    model_name: str = "videomae_vit_b",
+    batch: int = 1,
+    frames: int = 16,
+    size: int = 224,
+    steps: int = 3,
+    warmup: int = 1,
+    device: str | torch.device = "auto",
+    dtype: torch.dtype = torch.float32,
+    mask_ratio: float = 0.9,
+    attn_implementation: str = "sdpa",
+    memory: bool = True,
+    threads: int | None = None,
+    seed: int = 0,
+    verbose: bool = True,
+) -> dict:
+    """Time our pre-training step against transformers' on the same weights, mask and clip.
+
+    model_name: a registered VideoMAE model; frames, size: the clip ``(batch, 3, frames, size, size)``.
+    steps: timed steps per implementation (after ``warmup`` untimed ones).
+    dtype: ``torch.float32``, or ``torch.bfloat16`` / ``torch.float16`` to run under autocast.
+    attn_implementation: transformers' attention backend (``"sdpa"``, its default, or ``"eager"``).
+    memory: also measure peak memory (on CPU this spawns one process per implementation).
+
+    threads: torch's intra-op threads during the run (None: leave as is).
+
+    Returns a dict with ``ms_ours``, ``ms_transformers`` (median wall-clock ms per step),
+    ``speedup`` (theirs / ours), ``cpu_ms_*`` and ``cpu_speedup`` (process CPU time per step: on
+    a shared machine less sensitive to other load than wall clock),
+    the raw ``times_*`` lists, ``loss_ours``, ``loss_transformers``, ``loss_abs_diff``,
+    ``loss_tolerance``, ``peak_mib_*`` (when measured) and the settings; prints a table when
+    ``verbose``. Raises ``AssertionError`` if the two losses disagree beyond the tolerance:
+    ``|Δ| ≤ 1e-4·max(1, |loss|)`` in float32, ``2e-2·max(1, |loss|)`` under autocast.
+    """
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"steps must be ≥ 1 and warmup ≥ 0, got steps={steps}, warmup={warmup}")
+    if threads is not None:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return bench_pretrain(model_name, batch, frames, size, steps, warmup, device, dtype, mask_ratio,
+                                  attn_implementation, memory, None, seed, verbose)
+        finally:
+            torch.set_num_threads(previous)
+    dev = resolve_device(device)
+    overrides = dict(num_frames=frames, img_size=size, mask_ratio=mask_ratio)
+    torch.manual_seed(seed)
+    ours = create(model_name, **overrides)
+    if not isinstance(ours, VideoMAE):
+        raise ValueError(f"{model_name!r} is not a VideoMAE model")
+    theirs = transformers_twin(ours, attn_implementation)
+    ours.to(dev).train()
+    theirs.to(dev).train()
+
+    g = torch.Generator().manual_seed(seed)
+    video = torch.randn(batch, 3, frames, size, size, generator=g).to(dev)  # (B, C, T, H, W)
+    mask = ours.make_mask(video.cpu(), generator=g).to(dev)  # (B, N)
+
+    # 1. the same function: equal losses on the same batch before any update
+    with torch.no_grad(), _autocast(dev, dtype):
+        loss_ours = ours(video, mask).loss.item()
+        loss_theirs = theirs(video.transpose(1, 2), bool_masked_pos=mask).loss.item()
+    tolerance = (1e-4 if dtype == torch.float32 else 2e-2) * max(1.0, abs(loss_ours))
+    diff = abs(loss_ours - loss_theirs)
+    if not diff <= tolerance:
+        raise AssertionError(f"losses differ: ours {loss_ours:.6g} vs transformers {loss_theirs:.6g} (|Δ| {diff:.3g} > {tolerance:.3g})")
+
+    # 2. interleaved timing
+    fns = {
+        "ours": _step_fn("ours", ours, video, mask, dev, dtype),
+        "transformers": _step_fn("transformers", theirs, video, mask, dev, dtype),
+    }
+    times = {"ours": [], "transformers": []}
+    cpu_times = {"ours": [], "transformers": []}
+    peak_cuda = {"ours": 0.0, "transformers": 0.0}
+    for i in range(warmup + steps):
+        order = ["ours", "transformers"] if i % 2 == 0 else ["transformers", "ours"]
+        for kind in order:
+            if dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(dev)
+                base = torch.cuda.memory_allocated(dev)
+            _sync(dev)
+            t0, c0 = time.perf_counter(), time.process_time()
+            fns[kind]()
+            _sync(dev)
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+            if dev.type == "cuda":
+                peak_cuda[kind] = max(peak_cuda[kind], (torch.cuda.max_memory_allocated(dev) - base) / 2**20)
+            if i >= warmup:
+                times[kind].append(elapsed * 1000)
+                cpu_times[kind].append(cpu * 1000)
+
+    result = {
+        "model": model_name, "batch": batch, "frames": frames, "size": size, "mask_ratio": mask_ratio,
+        "device": str(dev), "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(),
+        "attn_implementation": attn_implementation, "steps": steps,
+        "times_ours": times["ours"], "times_transformers": times["transformers"],
+        "ms_ours": statistics.median(times["ours"]), "ms_transformers": statistics.median(times["transformers"]),
+        "cpu_ms_ours": statistics.median(cpu_times["ours"]),
+        "cpu_ms_transformers": statistics.median(cpu_times["transformers"]),
+        "loss_ours": loss_ours, "loss_transformers": loss_theirs, "loss_abs_diff": diff, "loss_tolerance": tolerance,
+    }
+    result["speedup"] = result["ms_transformers"] / result["ms_ours"]
+    result["cpu_speedup"] = result["cpu_ms_transformers"] / result["cpu_ms_ours"]
+    if memory:
+        if dev.type == "cuda":
+            result["peak_mib_ours"], result["peak_mib_transformers"] = peak_cuda["ours"], peak_cuda["transformers"]
+            result["memory_kind"] = "CUDA allocator peak during a step, above the memory held before it"
+        else:
+            del fns, ours, theirs
+            for kind in ("ours", "transformers"):
+                result[f"peak_mib_{kind}"] = _cpu_peak_mib(kind, model_name, overrides, batch, dtype, seed)
+            result["memory_kind"] = "peak RSS growth of a fresh process: build + 2 training steps"
+    if verbose:
+        print(format_result(result))
+    return result
+
+
+def format_result(r: dict) -> str:
+    """The table :func:`bench_pretrain` prints."""
+    head = (
+        f"VideoMAE pre-training step (forward + backward + AdamW) — {r['model']}, batch {r['batch']}, "
+        f"{r['frames']}×{r['size']}×{r['size']}, mask {r['mask_ratio']}, {r['device']} {r['dtype']}, "
+        f"{r['threads']} threads, transformers attention '{r['attn_implementation']}', {r['steps']} timed steps each"
+    )
+    rows = [f"{'implementation':<16}{'median ms/step':>16}{'min ms':>10}{'CPU ms/step':>13}{'peak MiB':>11}"]
+    for kind, label in (("ours", "maskvid_edu"), ("transformers", "transformers")):
+        mem = r.get(f"peak_mib_{kind}")
+        rows.append(
+            f"{label:<16}{r['ms_' + kind]:>16.1f}{min(r['times_' + kind]):>10.1f}{r['cpu_ms_' + kind]:>13.1f}"
+            f"{(f'{mem:.0f}' if mem is not None else '-'):>11}"
+        )
+    tail = (
+        f"speed-up (transformers / ours): {r['speedup']:.2f}× wall clock, {r['cpu_speedup']:.2f}× CPU time; loss ours {r['loss_ours']:.6f} vs transformers "
+        f"{r['loss_transformers']:.6f} (|Δ| {r['loss_abs_diff']:.2e} ≤ {r['loss_tolerance']:.1e})"
+    )
+    if "memory_kind" in r:
+        tail += f"\nmemory: {r['memory_kind']}"
+    return "\n".join([head, *rows, tail])

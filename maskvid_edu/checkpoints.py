@@ -1,0 +1,412 @@
+"""Checkpoints: ours ⇄ official VideoMAE ⇄ Hugging Face transformers, and atomic saving.
+
+Three layouts of the same weights exist in the wild; :func:`load_videomae` recognises each one
+from its keys and converts it to ours:
+
+====================  ===========================================================================
+layout                recognised by
+====================  ===========================================================================
+official pre-training ``encoder.patch_embed.*``, ``encoder.blocks.*``, ``decoder.blocks.*``,
+                      ``encoder_to_decoder.weight``, ``mask_token`` — **our layout**, unchanged
+official fine-tuned   ``patch_embed.*``, ``blocks.*``, ``fc_norm.*``, ``head.*`` (a bare encoder)
+transformers          ``videomae.embeddings.patch_embeddings.projection.*``,
+                      ``videomae.encoder.layer.N.attention.attention.{query,key,value}.weight``
+                      (+ ``q_bias``, ``v_bias``), ``decoder.decoder_layers.N.*``; also a bare
+                      ``VideoMAEModel`` (no ``videomae.`` prefix) and ``…ForVideoClassification``
+====================  ===========================================================================
+
+transformers keeps ``query``, ``key`` and ``value`` as three Linears; ours (and the official
+code) one ``qkv`` Linear whose weight is the three stacked in that order. Training checkpoints
+wrap the weights (``{"model": …}``, ``{"module": …}``, ``{"state_dict": …}``, keys prefixed
+``module.``); the wrapping is removed first.
+
+The sinusoidal position embeddings are fixed buffers, not weights: a checkpoint that carries one
+has it checked against ours and reported as ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .models.videomae import VideoMAE
+from .models.vit import VisionTransformer, sinusoid_table
+
+__all__ = [
+    "LoadReport",
+    "load_videomae",
+    "detect_format",
+    "to_official",
+    "to_transformers",
+    "read_state_dict",
+    "save_checkpoint",
+]
+
+FORMATS = ("official_pretrain", "official_finetune", "transformers")
+
+# one Transformer block: our (official) name ← transformers' name, relative to the block
+_HF_BLOCK = {
+    "norm1.weight": "layernorm_before.weight",
+    "norm1.bias": "layernorm_before.bias",
+    "attn.q_bias": "attention.attention.q_bias",
+    "attn.v_bias": "attention.attention.v_bias",
+    "attn.proj.weight": "attention.output.dense.weight",
+    "attn.proj.bias": "attention.output.dense.bias",
+    "norm2.weight": "layernorm_after.weight",
+    "norm2.bias": "layernorm_after.bias",
+    "mlp.fc1.weight": "intermediate.dense.weight",
+    "mlp.fc1.bias": "intermediate.dense.bias",
+    "mlp.fc2.weight": "output.dense.weight",
+    "mlp.fc2.bias": "output.dense.bias",
+}
+_HF_QKV = ("attention.attention.query.weight", "attention.attention.key.weight", "attention.attention.value.weight")
+# outside the blocks: ours (canonical) ← transformers (without the "videomae." prefix for the encoder)
+_HF_OTHER = {
+    "encoder.pos_embed": "embeddings.position_embeddings",
+    "encoder.patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
+    "encoder.patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
+    "encoder.norm.weight": "layernorm.weight",
+    "encoder.norm.bias": "layernorm.bias",
+}
+_HF_TOP = {  # keys at the top level of the transformers pre-training / classification models
+    "pos_embed": "position_embeddings",
+    "encoder_to_decoder.weight": "encoder_to_decoder.weight",
+    "mask_token": "mask_token",
+    "decoder.norm.weight": "decoder.norm.weight",
+    "decoder.norm.bias": "decoder.norm.bias",
+    "decoder.head.weight": "decoder.head.weight",
+    "decoder.head.bias": "decoder.head.bias",
+    "encoder.fc_norm.weight": "fc_norm.weight",
+    "encoder.fc_norm.bias": "fc_norm.bias",
+    "encoder.head.weight": "classifier.weight",
+    "encoder.head.bias": "classifier.bias",
+}
+_PRETRAIN_ONLY = ("decoder.", "encoder_to_decoder.", "mask_token")
+_POS_KEYS = ("encoder.pos_embed", "pos_embed", "decoder.pos_embed", "decoder_pos_embed")
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_videomae` did.
+
+    format: the detected layout (one of ``FORMATS``).
+    loaded: our parameter names that received a value.
+    missing: our parameters the checkpoint did not provide (left as they were).
+    unexpected: checkpoint entries (converted names) that have no place in the model.
+    ignored: checkpoint entries deliberately skipped, with the reason.
+    """
+
+    format: str
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    ignored: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [f"loaded {len(self.loaded)} tensors from a {self.format} checkpoint"]
+        if self.missing:
+            lines.append(f"missing ({len(self.missing)}): {_short(self.missing)}")
+        if self.unexpected:
+            lines.append(f"unexpected ({len(self.unexpected)}): {_short(self.unexpected)}")
+        for key, why in self.ignored.items():
+            lines.append(f"ignored {key}: {why}")
+        return "\n".join(lines)
+
+
+def _short(keys: list[str], n: int = 12) -> str:
+    return ", ".join(keys[:n]) + (f", … (+{len(keys) - n})" if len(keys) > n else "")
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a checkpoint file safely (``weights_only=True``) and unwrap its state dict.
+
+    Raises ``FileNotFoundError`` naming ``path`` if it does not exist and ``ValueError`` if the
+    file cannot be read as a torch checkpoint or holds no state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {str(path)!r}")
+    try:
+        # training checkpoints of the official code also store their argparse.Namespace
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors come in many types
+        raise ValueError(f"{str(path)!r} is not a readable torch checkpoint (weights_only=True): {err}") from err
+    try:
+        return _unwrap(obj)
+    except ValueError as err:
+        raise ValueError(f"{str(path)!r}: {err}") from None
+
+
+def _unwrap(obj) -> dict[str, torch.Tensor]:
+    """Strip training wrappers: ``{"model"|"module"|"state_dict": sd}`` and ``module.`` prefixes."""
+    for _ in range(4):
+        if isinstance(obj, Mapping) and not _is_state_dict(obj):
+            for wrapper in ("model", "module", "state_dict", "model_state"):
+                if isinstance(obj.get(wrapper), Mapping):
+                    obj = obj[wrapper]
+                    break
+            else:
+                break
+    if not isinstance(obj, Mapping) or not _is_state_dict(obj):
+        what = f"a dict with keys {_short(sorted(map(str, obj)), 8)}" if isinstance(obj, Mapping) else type(obj).__name__
+        raise ValueError(f"expected a state dict (str → tensor), got {what}")
+    sd = dict(obj)
+    if all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def _is_state_dict(obj: Mapping) -> bool:
+    return len(obj) > 0 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def detect_format(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Which layout a (unwrapped) state dict uses: one of ``FORMATS``; ``ValueError`` if none."""
+    keys = list(state_dict)
+    if any(k.startswith(("videomae.", "embeddings.patch_embeddings.", "encoder.layer.", "decoder.decoder_layers.")) for k in keys):
+        return "transformers"
+    if any(k.startswith(("encoder.blocks.", "encoder.patch_embed.", "decoder.blocks.")) for k in keys):
+        return "official_pretrain"
+    if any(k.startswith(("blocks.", "patch_embed.")) for k in keys):
+        return "official_finetune"
+    raise ValueError(f"not a VideoMAE state dict (official or transformers); its keys start with: {_short(keys, 8)}")
+
+
+# --------------------------------------------------------------------------------------------
+# Conversion to the canonical layout (= our VideoMAE's state dict names)
+# --------------------------------------------------------------------------------------------
+
+
+def _from_transformers(sd: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
+    out, unknown = {}, {}
+    qkv: dict[str, dict[int, torch.Tensor]] = {}
+    reverse_top = {hf: ours for ours, hf in _HF_TOP.items()}
+    reverse_other = {hf: ours for ours, hf in _HF_OTHER.items()}
+    reverse_block = {hf: ours for ours, hf in _HF_BLOCK.items()}
+    for key, value in sd.items():
+        bare = key[len("videomae."):] if key.startswith("videomae.") else key
+        m = re.match(r"^(encoder\.layer|decoder\.decoder_layers)\.(\d+)\.(.+)$", bare)
+        if m:
+            part = "encoder" if m.group(1) == "encoder.layer" else "decoder"
+            prefix = f"{part}.blocks.{m.group(2)}."
+            if m.group(3) in _HF_QKV:
+                qkv.setdefault(prefix + "attn.qkv.weight", {})[_HF_QKV.index(m.group(3))] = value
+            elif m.group(3) in reverse_block:
+                out[prefix + reverse_block[m.group(3)]] = value
+            else:
+                unknown[key] = value
+        elif bare in reverse_other:
+            out[reverse_other[bare]] = value
+        elif key in reverse_top:
+            out[reverse_top[key]] = value
+        else:
+            unknown[key] = value
+    for name, parts in qkv.items():
+        if sorted(parts) != [0, 1, 2]:
+            raise ValueError(f"transformers checkpoint lacks one of query/key/value for {name}")
+        out[name] = torch.cat([parts[0], parts[1], parts[2]], dim=0)  # (3D, D): q, k, v stacked
+    return out, unknown
+
+
+def _canonical(sd: Mapping[str, torch.Tensor], fmt: str) -> tuple[dict, dict]:
+    """Convert to our VideoMAE names; returns (converted, entries that were not converted)."""
+    if fmt == "transformers":
+        return _from_transformers(sd)
+    if fmt == "official_finetune":
+        return {"encoder." + k: v for k, v in sd.items()}, {}
+    return dict(sd), {}
+
+
+def _check_position(key: str, value: torch.Tensor, model_pos: dict[str, torch.Tensor]) -> str:
+    """Compare a stored position embedding with our fixed one; return why it is ignored.
+
+    ``encoder.pos_embed`` is the encoder's; the official pre-training model keeps the decoder's at
+    the top level (``pos_embed``).
+    """
+    ours = model_pos.get("encoder" if key == "encoder.pos_embed" else "decoder")
+    if ours is None:
+        return "fixed sinusoidal position embedding of a part this model does not have"
+    stored = value.reshape(-1, value.shape[-1]).float()
+    if stored.shape != ours.shape:
+        raise ValueError(
+            f"checkpoint entry {key!r} is a position embedding of shape {tuple(stored.shape)}, the model's is "
+            f"{tuple(ours.shape)}: build the model for the checkpoint's input size"
+        )
+    diff = (stored - ours.float().cpu()).abs().max().item()
+    if diff > 1e-4:
+        raise ValueError(
+            f"checkpoint entry {key!r} differs from the fixed sinusoid by up to {diff:.3g}: a learned position "
+            "embedding, which these models do not support"
+        )
+    return "fixed sinusoidal position embedding (not a weight), equal to ours"
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def load_videomae(model: nn.Module, state_dict_or_path, strict: bool = True) -> LoadReport:
+    """Load official or transformers VideoMAE weights into ``model`` (a :class:`VideoMAE` or a
+    :class:`VisionTransformer`), converting the layout.
+
+    state_dict_or_path: a state dict (possibly wrapped, see the module docstring) or a file path.
+    strict: when True (the default), every model parameter must be provided and every checkpoint
+        entry used, else ``ValueError`` listing the missing and unexpected keys (nothing is
+        loaded then). When False, what matches is loaded and the rest reported.
+
+    For an encoder target, the pre-training parts of a checkpoint (decoder, ``encoder_to_decoder``,
+    ``mask_token``) are ignored, not unexpected: taking the encoder out of a pre-trained model is
+    what loading it into an encoder means. Shape mismatches always raise ``ValueError``.
+    Returns a :class:`LoadReport`.
+    """
+    if not isinstance(model, (VideoMAE, VisionTransformer)):
+        raise ValueError(f"model must be a VideoMAE or a VisionTransformer, got {type(model).__name__}")
+    if isinstance(state_dict_or_path, (str, os.PathLike)):
+        sd = read_state_dict(state_dict_or_path)
+    elif isinstance(state_dict_or_path, Mapping):
+        sd = _unwrap(state_dict_or_path)
+    else:
+        raise ValueError(
+            f"state_dict_or_path must be a state dict or a file path, got {type(state_dict_or_path).__name__}"
+        )
+    fmt = detect_format(sd)
+    report = LoadReport(format=fmt)
+
+    if isinstance(model, VideoMAE):
+        model_pos = {"encoder": model.encoder.pos_embed, "decoder": model.decoder_pos_embed}
+    else:
+        model_pos = {"encoder": model.pos_embed}
+    converted, unknown = _canonical(sd, fmt)
+    report.unexpected.extend(sorted(unknown))
+    for key in [k for k in converted if k in _POS_KEYS]:
+        report.ignored[key] = _check_position(key, converted.pop(key), model_pos)
+
+    if isinstance(model, VisionTransformer):  # an encoder: strip the prefix, set the rest aside
+        encoder_sd = {}
+        for key, value in converted.items():
+            if key.startswith("encoder."):
+                encoder_sd[key[len("encoder."):]] = value
+            elif key.startswith(_PRETRAIN_ONLY):
+                report.ignored[key] = "pre-training only (not part of the encoder)"
+            else:
+                report.unexpected.append(key)
+        converted = encoder_sd
+
+    own = model.state_dict()
+    report.missing = [k for k in own if k not in converted]
+    report.unexpected.extend(k for k in converted if k not in own)
+    mismatched = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in converted.items()
+        if k in own and v.shape != own[k].shape
+    ]
+    if mismatched:
+        raise ValueError(f"shape mismatch loading a {fmt} checkpoint: " + "; ".join(mismatched[:8]))
+    if strict and (report.missing or report.unexpected):
+        hint = ""
+        if any(".fc_norm." in k or k.startswith("fc_norm.") for k in report.unexpected) and any(
+            k.startswith(("norm.", "encoder.norm.")) for k in report.missing
+        ):
+            hint = " (a fine-tuned checkpoint with mean pooling: build the encoder with use_mean_pooling=True)"
+        raise ValueError(
+            f"{fmt} checkpoint does not match {type(model).__name__}{hint}: "
+            f"missing {len(report.missing)} [{_short(report.missing)}], "
+            f"unexpected {len(report.unexpected)} [{_short(report.unexpected)}]; pass strict=False to load what matches"
+        )
+    usable = {k: v for k, v in converted.items() if k in own}
+    model.load_state_dict(usable, strict=False)
+    report.loaded = sorted(usable)
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# Export
+# --------------------------------------------------------------------------------------------
+
+
+def to_official(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Our weights in the official layout: pre-training (``encoder.*``, ``decoder.*`` …) for a
+    :class:`VideoMAE`, fine-tuned (``patch_embed.*``, ``blocks.*`` …) for a :class:`VisionTransformer`.
+    Tensors are detached copies; position embeddings are not included (the official code builds them)."""
+    if not isinstance(model, (VideoMAE, VisionTransformer)):
+        raise ValueError(f"model must be a VideoMAE or a VisionTransformer, got {type(model).__name__}")
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def to_transformers(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Our weights in transformers' layout: ``VideoMAEForPreTraining`` for a :class:`VideoMAE`;
+    ``VideoMAEModel`` for an encoder without head, ``VideoMAEForVideoClassification`` with one.
+
+    transformers' VideoMAE has no layer scale, so a model with ``layer_scale_init`` is refused.
+    The transformers config must match (``use_mean_pooling=False`` for pre-training,
+    ``layer_norm_eps`` equal to ours).
+    """
+    if isinstance(model, VideoMAE):
+        sd, enc_prefix = {k: v for k, v in model.state_dict().items()}, "videomae."
+    elif isinstance(model, VisionTransformer):
+        sd = {"encoder." + k: v for k, v in model.state_dict().items()}
+        has_head = model.fc_norm is not None or model.config.num_classes > 0
+        enc_prefix = "videomae." if has_head else ""
+    else:
+        raise ValueError(f"model must be a VideoMAE or a VisionTransformer, got {type(model).__name__}")
+    out = {}
+    for key, value in sd.items():
+        value = value.detach().clone()
+        m = re.match(r"^(encoder|decoder)\.blocks\.(\d+)\.(.+)$", key)
+        if m:
+            hf_prefix = (f"{enc_prefix}encoder.layer.{m.group(2)}." if m.group(1) == "encoder"
+                         else f"decoder.decoder_layers.{m.group(2)}.")
+            if m.group(3) == "attn.qkv.weight":
+                for name, part in zip(_HF_QKV, value.chunk(3, dim=0)):
+                    out[hf_prefix + name] = part.clone()
+            elif m.group(3) in _HF_BLOCK:
+                out[hf_prefix + _HF_BLOCK[m.group(3)]] = value
+            else:
+                raise ValueError(f"{key} has no transformers equivalent (transformers' VideoMAE has no layer scale)")
+        elif key in _HF_OTHER:
+            out[enc_prefix + _HF_OTHER[key]] = value
+        elif key in _HF_TOP:
+            out[_HF_TOP[key]] = value
+        else:
+            raise ValueError(f"{key} has no transformers equivalent")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Saving
+# --------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(obj, path: str | os.PathLike) -> Path:
+    """``torch.save(obj, path)`` atomically: write a temporary file in the same folder, flush it
+    to disk, then ``os.replace`` it over ``path``. A crash mid-write leaves the previous
+    checkpoint intact, never a truncated one. Creates missing parent folders; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path

@@ -1,0 +1,75 @@
+"""Model registry: every pre-training model by name, built from its config with overrides.
+
+A model family registers one factory per published size (and one CPU preset named ``*_demo``)::
+
+    @register("videomae_vit_b")
+    def videomae_vit_b(**overrides):
+        return VideoMAE(replace_config(VideoMAEConfig(dim=768, ...), overrides))
+
+and every caller — trainer, CLI, notebooks — builds models the same way::
+
+    model = create("videomae_vit_b", mask_ratio=0.75)   # any config field can be overridden
+    list_models("videomae")                             # ['videomae_vit_b', ...]
+
+A factory receives the overrides as keyword arguments; :func:`replace_config` applies them to the
+family's config dataclass and rejects a field that does not exist with a ``ValueError`` naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch.nn as nn
+
+__all__ = ["register", "create", "list_models", "replace_config"]
+
+_FACTORIES: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str) -> Callable:
+    """Decorator: make ``factory(**overrides) -> nn.Module`` available as ``create(name)``.
+
+    Names are unique; registering a name twice is a ``ValueError`` (two modules defining the same
+    model would otherwise shadow each other silently, depending on import order).
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+
+    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _FACTORIES and _FACTORIES[name] is not factory:
+            raise ValueError(f"model name {name!r} is already registered (by {_FACTORIES[name].__module__})")
+        _FACTORIES[name] = factory
+        return factory
+
+    return decorator
+
+
+def create(name: str, **overrides) -> nn.Module:
+    """Build the registered model ``name``; keyword arguments override fields of its config.
+
+    Raises ``ValueError`` for an unknown name (listing the known ones) or an unknown override.
+    """
+    if name not in _FACTORIES:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return _FACTORIES[name](**overrides)
+
+
+def list_models(prefix: str | None = None) -> list[str]:
+    """Registered model names, sorted; only those starting with ``prefix`` when given."""
+    return sorted(n for n in _FACTORIES if prefix is None or n.startswith(prefix))
+
+
+def replace_config(config, overrides: dict):
+    """``dataclasses.replace(config, **overrides)`` with a clear error for unknown fields.
+
+    Use in factories so every family reports a misspelt override the same way.
+    """
+    names = {f.name for f in dataclasses.fields(config) if f.init}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(
+            f"unknown override(s) {', '.join(map(repr, unknown))} for {type(config).__name__}; "
+            f"valid fields: {', '.join(sorted(names))}"
+        )
+    return dataclasses.replace(config, **overrides)

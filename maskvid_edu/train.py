@@ -1,0 +1,954 @@
+"""One trainer for every pre-training method.
+
+Every model of the library follows one contract — ``model.make_mask(video, generator)`` draws
+the method's mask, ``model(video, mask)`` returns a :class:`~maskvid_edu.models.output.PretrainOutput`
+with a scalar ``loss`` and named ``terms`` — so a single loop trains VideoMAE, VideoMAC and MAM2
+and logs their losses without knowing which is which. Models with an EMA target also expose
+``model.on_optimizer_step(step, total_steps)``, called once after every optimizer step.
+
+What one optimizer step does (``accum_steps`` micro-batches of ``batch_size`` clips each)::
+
+    for each micro-batch k:                       # DDP: gradients all-reduced only at the last k
+        mask   = model.make_mask(video, generator)        # seeded per (seed, rank), checkpointed
+        loss_k = model(video, mask).loss                  # a mean over the micro-batch's samples
+        backward(loss_k / accum_steps)                    # so the sum of grads = grad of the mean
+    clip the gradient norm; AdamW step at lr(step); zero grads; model.on_optimizer_step(step, S)
+
+The recipe is VideoMAE's (and MAE's):
+
+- **Learning rate** ``lr = base_lr × effective_batch / 256`` (the linear scaling rule), where
+  ``effective_batch = batch_size × accum_steps × world_size``; or set ``lr`` directly.
+- **Schedule** per optimizer step ``s`` of ``S``, with ``W`` warm-up steps:
+  ``lr(s) = lr · s / W`` for ``s < W``, then
+  ``lr(s) = min_lr + (lr − min_lr) · (1 + cos(π (s − W) / (S − W))) / 2``.
+- **AdamW** ``betas = (0.9, 0.95)``, weight decay 0.05 on weight matrices only: biases, norm
+  weights (every 1-D parameter) and the position embedding / learned tokens (``pos_embed``,
+  ``mask_token``, ``cls_token``, …) are not decayed — shrinking them towards zero has no
+  regularising meaning.
+
+Engineering that the loop takes care of:
+
+- **No host syncs in the step.** Losses, loss terms and gradient norms are summed *on the
+  device*; they are copied to the host only every ``log_every`` steps (a ``.item()`` per step
+  would stall a GPU pipeline on every iteration). A non-finite loss is recorded on the device
+  too (the first bad step and its loss terms) and raised as :class:`FloatingPointError` at the
+  next log or checkpoint, *before* anything is written — the last good checkpoint stays intact.
+- **Exact resume.** A checkpoint holds the model (with any EMA target), optimizer, scheduler,
+  gradient scaler, every random state (torch, CUDA, numpy, Python, the mask generator — one set
+  per rank) and the step. The data order is a function of ``(seed, epoch)`` only, and a resumed
+  run skips the micro-batches already consumed in the current epoch, so on CPU "train N steps"
+  and "train k steps, stop, resume, finish" give bit-identical weights.
+- **Atomic checkpoints.** Written to a temporary file in the same folder, flushed, then renamed
+  over the old one with ``os.replace``: a crash while writing never leaves a truncated file.
+- **AMP** (``"bf16"``, or ``"fp16"`` with a gradient scaler on CUDA), **torch.compile**, and
+  **DDP** when launched with ``torchrun`` (one process per device, ``DistributedSampler``,
+  logging and checkpoints on rank 0 only).
+
+Files in ``out_dir``: ``checkpoint.pt`` (latest, overwritten atomically), ``metrics.jsonl`` and,
+with ``tensorboard=True``, TensorBoard event files. A ``metrics.jsonl`` record (one per
+``log_every`` steps, the same dicts :func:`train` returns) holds ``step`` (optimizer steps done),
+``epoch`` (passes over the data, fractional), ``lr`` (of the interval's last step), ``loss`` and
+every loss term (means over the interval's micro-batches and, under DDP, over processes),
+``grad_norm`` (mean global gradient norm before clipping), ``time`` (seconds since the run
+started, resumes included) and ``sec_per_step``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from .checkpoints import save_checkpoint
+from .utils import resolve_device
+
+__all__ = [
+    "TrainConfig",
+    "Trainer",
+    "train",
+    "train_or_load",
+    "lr_at",
+    "param_groups",
+    "load_checkpoint",
+    "CHECKPOINT_NAME",
+    "METRICS_NAME",
+    "NO_DECAY_NAMES",
+]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.jsonl"
+CHECKPOINT_FORMAT = "maskvid_edu.train/1"
+
+#: A parameter whose own name (last component of its dotted name) contains one of these is not
+#: weight-decayed, nor is any parameter with at most one dimension (biases, norm weights).
+NO_DECAY_NAMES = ("pos_embed", "mask_token", "cls_token", "token")
+
+AMP_MODES = ("none", "bf16", "fp16")
+
+# Fields that change how a run is executed or recorded, not the numbers it produces. They may
+# differ between a checkpoint and the run that resumes or reloads it.
+_RUN_ONLY_FIELDS = frozenset(
+    {"out_dir", "log_every", "ckpt_every", "num_workers", "num_threads", "tensorboard", "progress", "device",
+     "compile"}
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainConfig:
+    """Everything the trainer needs besides the model and the data.
+
+    Length (set exactly one): ``steps`` optimizer steps, or ``epochs`` passes over the data
+    (may be fractional; converted to ``ceil(epochs · batches_per_epoch / accum_steps)`` steps).
+
+    Batch: ``batch_size`` clips per process and micro-batch; ``accum_steps`` micro-batches per
+    optimizer step. The effective batch is ``batch_size · accum_steps · world_size``.
+
+    Optimizer: peak ``lr`` if given, else ``base_lr · effective_batch / 256``; ``min_lr`` is
+    the floor of the cosine; warm-up over ``warmup_steps`` (or ``warmup_epochs``) steps;
+    AdamW with ``betas`` and ``weight_decay``; ``clip_grad`` = max global gradient norm (None:
+    no clipping, the norm is still logged).
+
+    Numerics: ``amp`` one of ``"none"``, ``"bf16"`` (autocast to bfloat16, CPU or CUDA),
+    ``"fp16"`` (autocast to float16 with a gradient scaler; CUDA only); ``compile`` wraps the
+    forward pass in ``torch.compile``; ``device`` ``"auto"`` | ``"cpu"`` | ``"cuda[:N]"``.
+
+    Bookkeeping: ``seed`` (global RNGs, mask generator and data order all derive from it);
+    ``out_dir`` (None: nothing is written); ``log_every`` steps between JSONL records;
+    ``ckpt_every`` steps between checkpoints (None: only at the end); ``num_workers`` data-loader
+    processes; ``num_threads`` intra-op CPU threads while training (None: leave torch's setting;
+    small models on a busy machine often run much faster with 1); ``tensorboard`` also write TensorBoard scalars; ``progress`` show a tqdm bar;
+    ``find_unused_parameters`` passed to DDP for models whose forward skips some parameters.
+    """
+
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 8
+    accum_steps: int = 1
+    base_lr: float = 1.5e-4
+    lr: float | None = None
+    min_lr: float = 1e-5
+    warmup_steps: int | None = None
+    warmup_epochs: float | None = None
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    clip_grad: float | None = None
+    amp: str = "none"
+    compile: bool = False
+    device: str = "auto"
+    seed: int = 0
+    out_dir: str | None = None
+    log_every: int = 10
+    ckpt_every: int | None = None
+    num_workers: int = 0
+    num_threads: int | None = None
+    tensorboard: bool = False
+    progress: bool = True
+    find_unused_parameters: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.betas, list):
+            self.betas = tuple(self.betas)
+        if isinstance(self.out_dir, Path):
+            self.out_dir = str(self.out_dir)
+        self.validate()
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field that is out of range."""
+
+        def positive_int(name, allow_none=False):
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive int, got {v!r}")
+
+        def number(name, low=0.0, allow_none=False, strict=False):
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < low or (strict and v == low):
+                bound = f"> {low}" if strict else f">= {low}"
+                raise ValueError(f"TrainConfig.{name} must be a finite number {bound}, got {v!r}")
+
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError(
+                f"TrainConfig needs exactly one of steps or epochs, got steps={self.steps!r}, epochs={self.epochs!r}"
+            )
+        positive_int("steps", allow_none=True)
+        number("epochs", allow_none=True, strict=True)
+        positive_int("batch_size")
+        positive_int("accum_steps")
+        number("base_lr", strict=True)
+        number("lr", allow_none=True, strict=True)
+        number("min_lr")
+        if self.warmup_steps is not None and self.warmup_epochs is not None:
+            raise ValueError("TrainConfig: set warmup_steps or warmup_epochs, not both")
+        if self.warmup_steps is not None and (
+            isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0
+        ):
+            raise ValueError(f"TrainConfig.warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
+        number("warmup_epochs", allow_none=True)
+        number("weight_decay")
+        if (
+            not isinstance(self.betas, tuple)
+            or len(self.betas) != 2
+            or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in self.betas)
+        ):
+            raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
+        number("clip_grad", allow_none=True, strict=True)
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"TrainConfig.amp must be one of {AMP_MODES}, got {self.amp!r}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"TrainConfig.compile must be True or False, got {self.compile!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"TrainConfig.seed must be an int >= 0, got {self.seed!r}")
+        positive_int("log_every")
+        positive_int("ckpt_every", allow_none=True)
+        positive_int("num_threads", allow_none=True)
+        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise ValueError(f"TrainConfig.num_workers must be an int >= 0, got {self.num_workers!r}")
+        if self.out_dir is not None and not isinstance(self.out_dir, str):
+            raise ValueError(f"TrainConfig.out_dir must be a path or None, got {self.out_dir!r}")
+        if not isinstance(self.device, (str, torch.device)):
+            raise ValueError(f"TrainConfig.device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+    # -- conversions -------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """Plain-Python view (saved in checkpoints, written as YAML by the CLI)."""
+        d = dataclasses.asdict(self)
+        d["betas"] = list(d["betas"])
+        d["device"] = str(d["device"])
+        return d
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build from a mapping (e.g. a YAML section); unknown keys are an error."""
+        if not isinstance(values, dict):
+            raise ValueError(f"TrainConfig.from_dict expects a mapping, got {type(values).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid fields: {sorted(known)}")
+        return cls(**values)
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with some fields changed (validated). Setting ``steps`` clears ``epochs`` and
+        vice versa, and likewise for ``warmup_steps`` / ``warmup_epochs``."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid fields: {sorted(known)}")
+        d = dataclasses.asdict(self)
+        for a, b in (("steps", "epochs"), ("warmup_steps", "warmup_epochs")):
+            if changes.get(a) is not None and b not in changes:
+                d[b] = None
+            if changes.get(b) is not None and a not in changes:
+                d[a] = None
+        d.update(changes)
+        return type(self)(**d)
+
+
+def _trajectory_fields(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in _RUN_ONLY_FIELDS}
+
+
+def _config_differences(saved: dict, current: dict) -> list[str]:
+    a, b = _trajectory_fields(saved), _trajectory_fields(current)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizer pieces
+# ---------------------------------------------------------------------------------------------
+
+
+def lr_at(step: int, total_steps: int, peak_lr: float, min_lr: float = 0.0, warmup_steps: int = 0) -> float:
+    """Learning rate at optimizer step ``step`` (0-based) of ``total_steps``.
+
+    Linear warm-up ``peak_lr · step / warmup_steps`` for ``step < warmup_steps`` (so the very
+    first step has lr 0, as in MAE and VideoMAE), then a half cosine from ``peak_lr`` down to
+    ``min_lr`` reached at ``step = total_steps``:
+    ``min_lr + (peak_lr − min_lr) · (1 + cos(π (step − W) / (total_steps − W))) / 2``.
+    """
+    if step < warmup_steps:
+        return peak_lr * step / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class _WarmupCosine:
+    """``LambdaLR`` factor ``lr_at(step) / peak_lr``; a plain object so its state is saved."""
+
+    def __init__(self, total_steps: int, peak_lr: float, min_lr: float, warmup_steps: int):
+        self.total_steps = total_steps
+        self.peak_lr = peak_lr
+        self.min_lr = min_lr
+        self.warmup_steps = warmup_steps
+
+    def __call__(self, step: int) -> float:
+        return lr_at(step, self.total_steps, self.peak_lr, self.min_lr, self.warmup_steps) / self.peak_lr
+
+
+def _no_decay(name: str, param: torch.Tensor) -> bool:
+    own_name = name.rsplit(".", 1)[-1]
+    return param.ndim <= 1 or any(key in own_name for key in NO_DECAY_NAMES)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups: ``[decay group, no-decay group]``.
+
+    Only parameters with ``requires_grad`` are included (an EMA target is left out). A
+    parameter is *not* decayed when it has at most one dimension (biases, LayerNorm / GRN
+    weights) or when its own name contains one of :data:`NO_DECAY_NAMES` (``pos_embed``,
+    ``mask_token``, ``cls_token``, …). Each group also carries the parameter ``names``.
+    """
+    decay, no_decay = ([], []), ([], [])
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        names, params = no_decay if _no_decay(name, p) else decay
+        names.append(name)
+        params.append(p)
+    return [
+        {"params": decay[1], "names": decay[0], "weight_decay": weight_decay},
+        {"params": no_decay[1], "names": no_decay[0], "weight_decay": 0.0},
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+
+
+def load_checkpoint(path: str | Path, model: nn.Module | None = None, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint written by the trainer; with ``model``, also load its weights (strict).
+
+    Returns the checkpoint dict: ``model``, ``optimizer``, ``scheduler``, ``scaler``, ``rng``,
+    ``step``, ``total_steps``, ``config``, ``history``, ``meta``, ``model_config``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated file, not a torch file, unexpected objects, ...
+        raise ValueError(f"{str(path)!r} could not be read as a checkpoint: {err}") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{str(path)!r} is not a checkpoint written by maskvid_edu.train (format {CHECKPOINT_FORMAT})")
+    if model is not None:
+        model.load_state_dict(ckpt["model"])
+    return ckpt
+
+
+def _model_config(model: nn.Module):
+    cfg = getattr(model, "config", None)
+    if cfg is not None and dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Randomness
+# ---------------------------------------------------------------------------------------------
+
+
+def _derive_seed(*keys: int) -> int:
+    """An independent 63-bit seed per purpose (global RNGs, masks, data loader) and rank."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+_STREAM_GLOBAL, _STREAM_MASK, _STREAM_LOADER = 0, 1, 2
+
+
+def _numpy_state_to_tensors(state) -> dict:
+    name, keys, pos, has_gauss, cached = state
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _numpy_state_from_tensors(d: dict):
+    return (d["name"], d["keys"].numpy().astype(np.uint32), d["pos"], d["has_gauss"], d["cached_gaussian"])
+
+
+class _ResumableSampler(DistributedSampler):
+    """``DistributedSampler`` whose epoch can start part-way through.
+
+    The order of epoch ``e`` depends only on ``(seed, e)`` (a ``torch.Generator`` seeded with
+    ``seed + e``), so a resumed run sees the same order and skips the ``start`` indices this
+    rank already consumed.
+    """
+
+    def __init__(self, dataset, num_replicas: int, rank: int, seed: int):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        super().set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self):
+        return iter(list(super().__iter__())[self.start :])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer
+# ---------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Train ``model`` on ``dataset`` with ``config``; call :meth:`fit`.
+
+    Args:
+        model: a pre-training model: ``make_mask(video, generator) -> (B, N) bool``,
+            ``forward(video, mask) -> PretrainOutput`` and optionally
+            ``on_optimizer_step(step, total_steps)``. Moved to the device in place.
+        dataset: a map-style dataset of dicts with ``"video"`` ``(C, T, H, W)`` (ImageNet-normalised).
+        config: :class:`TrainConfig`.
+        collate_fn: optional batch collation (default: stack every field).
+        meta: optional JSON-able dict stored in the checkpoint (e.g. the model's registry name).
+    """
+
+    def __init__(self, model: nn.Module, dataset, config: TrainConfig, *, collate_fn=None, meta: dict | None = None):
+        if not isinstance(config, TrainConfig):
+            raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+        for method in ("make_mask", "forward"):
+            if not callable(getattr(model, method, None)):
+                raise ValueError(f"model must implement {method}(video, ...) (see maskvid_edu.train's docstring)")
+        if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+            raise ValueError("dataset must be a map-style dataset (with __len__ and __getitem__)")
+        self.model = model
+        self.dataset = dataset
+        self.config = config
+        self.collate_fn = collate_fn
+        try:  # stored in the checkpoint, which is read back with weights_only=True
+            self.meta = json.loads(json.dumps(dict(meta or {})))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"meta must be a JSON-serialisable dict, got {meta!r}") from err
+
+        # distributed world (torchrun sets WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR/PORT)
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1")) if not dist.is_initialized() else dist.get_world_size()
+        self.rank = int(os.environ.get("RANK", "0")) if not dist.is_initialized() else dist.get_rank()
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = resolve_device(config.device)
+        if self.device.type == "cuda" and self.world_size > 1:
+            self.device = torch.device("cuda", self.local_rank)
+        if config.amp == "fp16" and self.device.type != "cuda":
+            raise ValueError(
+                f"amp='fp16' needs a CUDA device (it relies on a gradient scaler); the device is {self.device}. "
+                "Use amp='bf16' or amp='none' on CPU."
+            )
+
+        # plan: batches per epoch, total steps, warm-up, peak lr
+        per_rank = len(dataset) // self.world_size
+        self.batches_per_epoch = per_rank // config.batch_size
+        if self.batches_per_epoch < 1:
+            raise ValueError(
+                f"dataset of {len(dataset)} clips is too small for batch_size={config.batch_size} "
+                f"on {self.world_size} process(es): not a single full batch per epoch"
+            )
+        self.steps_per_epoch = self.batches_per_epoch / config.accum_steps
+        if config.steps is not None:
+            self.total_steps = config.steps
+        else:
+            self.total_steps = max(1, math.ceil(config.epochs * self.batches_per_epoch / config.accum_steps))
+        if config.warmup_steps is not None:
+            self.warmup_steps = config.warmup_steps
+        elif config.warmup_epochs is not None:
+            self.warmup_steps = round(config.warmup_epochs * self.steps_per_epoch)
+        else:
+            self.warmup_steps = 0
+        self.effective_batch = config.batch_size * config.accum_steps * self.world_size
+        self.peak_lr = config.lr if config.lr is not None else config.base_lr * self.effective_batch / 256
+        if config.min_lr > self.peak_lr:
+            raise ValueError(
+                f"TrainConfig.min_lr={config.min_lr:g} is above the peak lr {self.peak_lr:g} "
+                f"(base_lr {config.base_lr:g} × effective batch {self.effective_batch} / 256); "
+                "lower min_lr or set lr"
+            )
+        self.out_dir = Path(config.out_dir) if config.out_dir is not None else None
+        self.history: list[dict] = []
+
+    # -- small helpers -----------------------------------------------------------------------
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.out_dir / CHECKPOINT_NAME if self.out_dir is not None else None
+
+    def _seed_everything(self) -> None:
+        s = _derive_seed(self.config.seed, self.rank, _STREAM_GLOBAL)
+        torch.manual_seed(s)
+        np.random.seed(s % 2**32)
+        random.seed(s)
+
+    def _autocast(self):
+        if self.config.amp == "none":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _epoch_iterator(self, epoch: int, start_batch: int):
+        """Iterator over epoch ``epoch``'s micro-batches, starting at batch ``start_batch``."""
+        self.sampler.set_epoch(epoch, start=start_batch * self.config.batch_size)
+        loader_gen = torch.Generator().manual_seed(_derive_seed(self.config.seed, self.rank, _STREAM_LOADER, epoch))
+        loader = DataLoader(
+            self.dataset,
+            batch_size=self.config.batch_size,
+            sampler=self.sampler,
+            num_workers=self.config.num_workers,
+            collate_fn=self.collate_fn,
+            pin_memory=self.device.type == "cuda",
+            drop_last=True,
+            generator=loader_gen,  # worker seeds; keeps torch's global RNG untouched
+        )
+        return iter(loader)
+
+    def _rng_state(self) -> dict:
+        state = {
+            "torch": torch.get_rng_state(),
+            "numpy": _numpy_state_to_tensors(np.random.get_state()),
+            "python": random.getstate(),
+            "mask": self.mask_generator.get_state(),
+        }
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _set_rng_state(self, state: dict) -> None:
+        torch.set_rng_state(state["torch"])
+        np.random.set_state(_numpy_state_from_tensors(state["numpy"]))
+        random.setstate(_python_state(state["python"]))
+        self.mask_generator.set_state(state["mask"])
+        if self.device.type == "cuda" and "cuda" in state:
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        cfg = self.config
+        if self.world_size > 1 and not dist.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
+            dist.init_process_group(backend=backend)
+            self._owns_process_group = True
+        self.distributed = dist.is_initialized() and dist.get_world_size() > 1
+
+        self.model.to(self.device)
+        self.model.train()
+        groups = param_groups(self.model, cfg.weight_decay)
+        if not groups[0]["params"] and not groups[1]["params"]:
+            raise ValueError("model has no trainable parameters (every requires_grad is False)")
+        self.params = groups[0]["params"] + groups[1]["params"]
+        self.optimizer = torch.optim.AdamW(groups, lr=self.peak_lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        self.schedule = _WarmupCosine(self.total_steps, self.peak_lr, cfg.min_lr, self.warmup_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
+        self.mask_generator = torch.Generator(device=self.device)
+        self.sampler = _ResumableSampler(self.dataset, self.world_size, self.rank, cfg.seed)
+
+        forward: nn.Module = self.model
+        if self.distributed:
+            forward = nn.parallel.DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=cfg.find_unused_parameters,
+            )
+        self.ddp = forward if self.distributed else None
+        if cfg.compile:
+            forward = torch.compile(forward)
+        self.forward = forward
+        self.hook = getattr(self.model, "on_optimizer_step", None)
+
+        self.writer = None
+        if cfg.tensorboard and self.is_main and self.out_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as err:
+                raise ImportError(
+                    "TrainConfig.tensorboard=True needs the tensorboard package: pip install tensorboard"
+                ) from err
+            self.writer = SummaryWriter(log_dir=str(self.out_dir / "tensorboard"))
+
+    def _resume(self, resume) -> int:
+        """Load the checkpoint named by ``resume``; return the step to continue from."""
+        if resume is True:
+            if self.checkpoint_path is None:
+                raise ValueError("resume=True needs TrainConfig.out_dir (or pass the checkpoint path as resume=...)")
+            path = self.checkpoint_path
+        else:
+            path = Path(resume)
+        ckpt = load_checkpoint(path, map_location="cpu")
+        diff = _config_differences(ckpt["config"], self.config.to_dict())
+        if diff:
+            warnings.warn(
+                f"resuming from {str(path)!r} with a config that differs in {diff}: the run will not "
+                "reproduce an uninterrupted one",
+                stacklevel=3,
+            )
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        # LambdaLR.load_state_dict copied the saved schedule's fields into ours: the current
+        # config governs from here on (identical when the config did not change).
+        self.schedule = _WarmupCosine(self.total_steps, self.peak_lr, self.config.min_lr, self.warmup_steps)
+        self.scheduler.lr_lambdas = [self.schedule] * len(self.optimizer.param_groups)
+        self.scheduler.base_lrs = [self.peak_lr] * len(self.optimizer.param_groups)
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = self.peak_lr
+            group["lr"] = self.peak_lr * self.schedule(self.scheduler.last_epoch)
+        if self.scaler is not None and ckpt.get("scaler") is not None:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        rng = ckpt["rng"]
+        if len(rng) == self.world_size:
+            self._set_rng_state(rng[self.rank])
+        else:
+            warnings.warn(
+                f"checkpoint was written by {len(rng)} process(es), this run has {self.world_size}: "
+                "random states are re-seeded, the data order per rank changes",
+                stacklevel=3,
+            )
+            self._seed_everything()
+            self.mask_generator.manual_seed(_derive_seed(self.config.seed, self.rank, _STREAM_MASK, ckpt["step"]))
+        self.history = list(ckpt.get("history", []))
+        self._elapsed_before = float(ckpt.get("elapsed", 0.0))
+        return int(ckpt["step"])
+
+    # -- metrics on the device ---------------------------------------------------------------
+
+    def _reset_window(self) -> None:
+        self._window_sums = None  # (1 + n_terms,) loss and terms, summed over micro-batches
+        self._window_micro = 0
+        self._window_grad_norm = torch.zeros((), device=self.device)
+        self._window_steps = 0
+
+    def _accumulate(self, out, step: int) -> None:
+        """Add one micro-batch's loss and terms to the device-side sums (no host sync)."""
+        if self._term_names is None:
+            self._term_names = list(out.terms)
+            n = 1 + len(self._term_names)
+            self._first_bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
+            self._first_bad_values = torch.zeros(n, device=self.device)
+        elif list(out.terms) != self._term_names:
+            raise ValueError(f"the model's loss terms changed during training: {self._term_names} -> {list(out.terms)}")
+        values = torch.stack([out.loss.detach().float()] + [out.terms[k].detach().float().reshape(()) for k in self._term_names])
+        self._window_sums = values if self._window_sums is None else self._window_sums + values
+        self._window_micro += 1
+        new_bad = (~torch.isfinite(values).all()) & (self._first_bad_step < 0)
+        self._first_bad_step = torch.where(new_bad, torch.full_like(self._first_bad_step, step), self._first_bad_step)
+        self._first_bad_values = torch.where(new_bad, values, self._first_bad_values)
+
+    def _check_finite(self) -> None:
+        """Host sync: raise FloatingPointError if any step so far had a non-finite loss."""
+        if self._term_names is None:
+            return
+        bad = self._first_bad_step.clone()
+        if self.distributed:
+            sentinel = torch.where(bad < 0, torch.full_like(bad, 2**62), bad)
+            dist.all_reduce(sentinel, op=dist.ReduceOp.MIN)
+            bad = torch.where(sentinel == 2**62, torch.full_like(bad, -1), sentinel)
+        bad_step = int(bad)
+        if bad_step < 0:
+            return
+        local = int(self._first_bad_step) == bad_step
+        if local:
+            vals = self._first_bad_values.tolist()
+            terms = ", ".join(f"{n}={v:.6g}" for n, v in zip(["loss"] + self._term_names, vals))
+        else:
+            terms = "on another process"
+        last = self._last_saved
+        kept = (
+            f"the last good checkpoint {str(self.checkpoint_path)!r} (step {last}) is intact"
+            if last is not None
+            else "no checkpoint was written"
+        )
+        raise FloatingPointError(f"non-finite loss at step {bad_step} ({terms}); training stopped, {kept}")
+
+    def _log(self, step: int, epoch: float, lr: float, pbar) -> None:
+        """Host sync: average the window, append a record to history / JSONL / TensorBoard."""
+        self._check_finite()
+        if self._window_micro == 0:
+            return
+        sums = torch.cat([self._window_sums, self._window_grad_norm.reshape(1)])
+        if self.distributed:
+            dist.all_reduce(sums)
+            sums /= self.world_size
+        host = sums.tolist()
+        now = time.perf_counter()
+        record = {"step": step, "epoch": round(epoch, 6), "lr": lr}
+        for name, v in zip(["loss"] + self._term_names, host[:-1]):
+            record[name] = v / self._window_micro
+        record["grad_norm"] = host[-1] / max(1, self._window_steps)
+        record["time"] = round(self._elapsed_before + now - self._t0, 4)
+        record["sec_per_step"] = round((now - self._t_window) / max(1, self._window_steps), 6)
+        self._t_window = now
+        self.history.append(record)
+        if self.is_main:
+            if self.out_dir is not None:
+                with open(self.out_dir / METRICS_NAME, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(record) + "\n")
+            if self.writer is not None:
+                for k, v in record.items():
+                    if k not in ("step", "epoch", "time"):
+                        self.writer.add_scalar(f"train/{k}", v, step)
+            if pbar is not None:
+                pbar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
+        self._reset_window()
+
+    def _save(self, step: int) -> None:
+        """Gather every rank's random state; rank 0 writes the checkpoint atomically."""
+        self._check_finite()
+        rng = self._rng_state()
+        if self.distributed:
+            states: list = [None] * self.world_size
+            dist.all_gather_object(states, rng)
+        else:
+            states = [rng]
+        if self.is_main and self.checkpoint_path is not None:
+            micro = step * self.config.accum_steps
+            ckpt = {
+                "format": CHECKPOINT_FORMAT,
+                "step": step,
+                "total_steps": self.total_steps,
+                "config": self.config.to_dict(),
+                "model": self.model.state_dict(),
+                "model_class": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
+                "model_config": _model_config(self.model),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "rng": states,
+                "data": {
+                    "epoch": micro // self.batches_per_epoch,
+                    "batch_in_epoch": micro % self.batches_per_epoch,
+                    "batches_per_epoch": self.batches_per_epoch,
+                    "world_size": self.world_size,
+                },
+                "history": self.history,
+                "elapsed": self._elapsed_before + time.perf_counter() - self._t0,
+                "meta": self.meta,
+            }
+            save_checkpoint(ckpt, self.checkpoint_path)  # temp file + fsync + os.replace
+        if self.distributed:
+            dist.barrier()
+        self._last_saved = step
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def fit(self, resume: bool | str | Path | None = None, stop_at: int | None = None) -> list[dict]:
+        """Run training; return the history (one dict per log interval, as in ``metrics.jsonl``).
+
+        Args:
+            resume: ``True`` continues from ``out_dir/checkpoint.pt``, a path from that file,
+                ``None``/``False`` starts afresh (an existing ``metrics.jsonl`` is replaced).
+            stop_at: stop after this many optimizer steps (saving a checkpoint) instead of
+                ``total_steps`` — what an interrupted run looks like; resume it later.
+        """
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int) or stop_at < 1):
+            raise ValueError(f"stop_at must be a positive int or None, got {stop_at!r}")
+        threads_before = torch.get_num_threads()
+        self._owns_process_group = False
+        self.writer = None
+        try:
+            if cfg.num_threads is not None:
+                torch.set_num_threads(cfg.num_threads)
+            self._setup()
+            self._elapsed_before = 0.0
+            self._last_saved = None
+            self._term_names = None
+            if resume:
+                step = self._resume(resume)
+                self._last_saved = step
+            else:
+                step = 0
+                self._seed_everything()
+                self.mask_generator.manual_seed(_derive_seed(cfg.seed, self.rank, _STREAM_MASK))
+                self.history = []
+            if self.is_main and self.out_dir is not None:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                with open(self.out_dir / METRICS_NAME, "w", encoding="utf-8") as f:  # rewrite what the checkpoint knows
+                    f.writelines(json.dumps(r) + "\n" for r in self.history)
+            end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
+            self._run(step, end, tqdm)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            if self._owns_process_group and dist.is_initialized():
+                dist.destroy_process_group()
+            torch.set_num_threads(threads_before)
+        return self.history
+
+    def _run(self, step: int, end: int, tqdm) -> None:
+        cfg = self.config
+        accum = cfg.accum_steps
+        micro = step * accum
+        epoch, start_batch = divmod(micro, self.batches_per_epoch)
+        batches = self._epoch_iterator(epoch, start_batch)
+        self._reset_window()
+        self._t0 = self._t_window = time.perf_counter()
+        pbar = tqdm(total=self.total_steps, initial=step, desc="pretrain", dynamic_ncols=True,
+                    disable=not (self.is_main and cfg.progress))
+        try:
+            while step < end:
+                lr = self.optimizer.param_groups[0]["lr"]
+                for k in range(accum):
+                    try:
+                        batch = next(batches)
+                    except StopIteration:
+                        epoch += 1
+                        batches = self._epoch_iterator(epoch, 0)
+                        batch = next(batches)
+                    self._micro_step(batch, step, last=k == accum - 1)
+                    micro += 1
+                self._optimizer_step(step)
+                step += 1
+                pbar.update(1)
+                if step % cfg.log_every == 0 or step == end:
+                    self._log(step, micro / self.batches_per_epoch, lr, pbar)
+                if self.out_dir is not None and (
+                    step == end or (cfg.ckpt_every is not None and step % cfg.ckpt_every == 0)
+                ):
+                    self._save(step)
+        finally:
+            pbar.close()
+
+    def _micro_step(self, batch, step: int, last: bool) -> None:
+        """Forward + backward on one micro-batch. No host synchronisation."""
+        if not isinstance(batch, dict) or "video" not in batch:
+            raise ValueError("dataset items must be dicts with a 'video' (C, T, H, W) tensor")
+        video = batch["video"].to(self.device, non_blocking=True)  # (B, C, T, H, W)
+        mask = self.model.make_mask(video, generator=self.mask_generator)  # (B, N) bool, True = masked
+        no_sync = self.ddp.no_sync() if (self.ddp is not None and not last) else contextlib.nullcontext()
+        with no_sync:
+            with self._autocast():
+                out = self.forward(video, mask)
+            loss = out.loss.float() / self.config.accum_steps  # grads sum to the grad of the mean
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        self._accumulate(out, step)
+
+    def _optimizer_step(self, step: int) -> None:
+        """Clip, step, schedule, zero grads, EMA hook. No host synchronisation (except fp16's scaler)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.config.clip_grad is not None:
+            grad_norm = nn.utils.clip_grad_norm_(self.params, self.config.clip_grad)
+        else:
+            grads = [p.grad for p in self.params if p.grad is not None]
+            grad_norm = nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.hook is not None:
+            self.hook(step, self.total_steps)
+        self._window_grad_norm = self._window_grad_norm + grad_norm.detach().float()
+        self._window_steps += 1
+
+
+def _python_state(state):
+    # weights_only loading turns the tuple of Python's Mersenne-Twister words into a list
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------------------------
+
+
+def train(
+    model: nn.Module,
+    dataset,
+    config: TrainConfig,
+    *,
+    resume: bool | str | Path | None = None,
+    stop_at: int | None = None,
+    collate_fn=None,
+    meta: dict | None = None,
+) -> list[dict]:
+    """Train ``model`` in place and return the metric history (see :class:`Trainer`)."""
+    return Trainer(model, dataset, config, collate_fn=collate_fn, meta=meta).fit(resume=resume, stop_at=stop_at)
+
+
+def train_or_load(
+    model: nn.Module,
+    dataset,
+    config: TrainConfig,
+    *,
+    collate_fn=None,
+    meta: dict | None = None,
+    verbose: bool = True,
+) -> list[dict]:
+    """For notebooks: reuse a finished run when one matches, otherwise train.
+
+    If ``out_dir/checkpoint.pt`` exists and was written with the same training config (fields
+    that only affect logging and devices may differ), the same model class and model config
+    and the same ``meta``, then: a finished run is loaded into ``model`` and its history
+    returned; an interrupted one is resumed. Anything else trains from scratch.
+    """
+    if config.out_dir is None:
+        raise ValueError("train_or_load needs TrainConfig.out_dir (where the checkpoint is looked for)")
+    trainer = Trainer(model, dataset, config, collate_fn=collate_fn, meta=meta)
+    path = trainer.checkpoint_path
+    say = print if verbose and trainer.is_main else (lambda *a, **k: None)
+    if path.is_file():
+        ckpt = load_checkpoint(path)
+        why = []
+        diff = _config_differences(ckpt["config"], config.to_dict())
+        if diff:
+            why.append(f"training config differs in {diff}")
+        if ckpt.get("total_steps") != trainer.total_steps:
+            why.append(f"total steps {ckpt.get('total_steps')} != {trainer.total_steps}")
+        model_class = f"{type(model).__module__}.{type(model).__qualname__}"
+        if ckpt.get("model_class") != model_class:
+            why.append(f"model class {ckpt.get('model_class')} != {model_class}")
+        if ckpt.get("model_config") != _model_config(model):
+            why.append("model config differs")
+        if ckpt.get("meta", {}) != trainer.meta:
+            why.append("meta differs")
+        if not why:
+            if ckpt["step"] >= ckpt["total_steps"]:
+                model.load_state_dict(ckpt["model"])
+                model.to(trainer.device)
+                say(f"loaded the finished run from {path} (step {ckpt['step']}); delete it to retrain")
+                return list(ckpt["history"])
+            say(f"resuming the interrupted run in {path} at step {ckpt['step']} of {ckpt['total_steps']}")
+            return trainer.fit(resume=path)
+        say(f"not reusing {path}: {'; '.join(why)}; training from scratch")
+    return trainer.fit()

@@ -1,0 +1,197 @@
+"""The ``maskvid-edu`` command line: help, a short pre-training run, recipes, clear errors."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from maskvid_edu.cli import build_parser, load_recipe, main, shipped_recipes
+from maskvid_edu.train import CHECKPOINT_NAME, load_checkpoint
+
+SMALL = ["--steps", "3", "--batch-size", "2", "--num-samples", "8", "--log-every", "1", "--no-progress", "--num-workers", "0",
+         "--device", "cpu"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_help_lists_every_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    sub = build_parser().parse_args(["pretrain", "--out", "x"]).parser  # the pretrain sub-parser
+    flags = [s for a in sub._actions for s in a.option_strings if s.startswith("--")]
+    assert len(flags) > 25
+    for flag in flags:
+        assert flag in text, flag
+    for action in sub._actions:
+        assert action.help, f"{action.option_strings} has no help text"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "pretrain" in capsys.readouterr().out
+
+
+def test_short_pretrain_writes_checkpoint_and_figures(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["pretrain", "--out", str(out), *SMALL, "--mask-ratio", "0.75"]) == 0
+    for name in (CHECKPOINT_NAME, "metrics.jsonl", "config.yaml", "loss_curve.png", "reconstruction.png"):
+        assert (out / name).is_file(), name
+    for png in ("loss_curve.png", "reconstruction.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ckpt = load_checkpoint(out / CHECKPOINT_NAME)
+    assert ckpt["step"] == 3
+    assert ckpt["meta"]["model"] == "videomae_vit_demo" and ckpt["meta"]["model_overrides"]["mask_ratio"] == 0.75
+    assert ckpt["model_config"]["mask_ratio"] == 0.75
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+    assert "done: step 3" in capsys.readouterr().out
+
+    # the written config.yaml reruns the same recipe; --resume continues a run
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["train"]["steps"] == 3 and resolved["model"] == "videomae_vit_demo"
+    with pytest.warns(UserWarning, match=r"differs in \['steps'\]"):  # a longer schedule than the first run's
+        assert main(["pretrain", "--out", str(out), "--config", str(out / "config.yaml"), "--steps", "5",
+                     "--resume", "--no-progress"]) == 0
+    assert load_checkpoint(out / CHECKPOINT_NAME)["step"] == 5
+
+
+def test_recipe_layers_flags_win(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "method": "videomae", "model": "videomae_vit_demo", "model_overrides": {"decoder_depth": 1},
+        "data": {"num_samples": 8, "camera": "static"}, "train": {"steps": 7, "lr": 1e-3, "batch_size": 2},
+    }))
+    from maskvid_edu.cli import resolve_pretrain
+
+    args = build_parser().parse_args(["pretrain", "--out", str(tmp_path / "o"), "--config", str(recipe),
+                                      "--base-lr", "2e-4", "--model-arg", "decoder_dim=32"])
+    plan = resolve_pretrain(args)
+    assert plan["model_overrides"] == {"decoder_depth": 1, "decoder_dim": 32}
+    assert plan["data"] == {"source": "synthetic", "num_samples": 8, "camera": "static"}
+    t = plan["train"]
+    assert (t.steps, t.batch_size, t.lr, t.base_lr, t.out_dir) == (7, 2, None, 2e-4, str(tmp_path / "o"))
+    # the method's demo recipe is the default
+    plan = resolve_pretrain(build_parser().parse_args(["pretrain", "--out", "x", "--epochs", "2"]))
+    assert plan["model"] == "videomae_vit_demo" and plan["train"].epochs == 2 and plan["train"].steps is None
+
+
+def test_shipped_recipes_are_valid():
+    from maskvid_edu.models import list_models
+    from maskvid_edu.train import TrainConfig
+
+    names = shipped_recipes()
+    assert "videomae_demo" in names
+    for name in names:
+        recipe = load_recipe(name)
+        assert recipe["model"] in list_models(), name
+        TrainConfig.from_dict({**recipe["train"], "out_dir": None})
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["pretrain", "--out", "{o}", "--data", "/no/such/clips"], "accepts \\['synthetic'\\]"),
+        (["pretrain", "--out", "{o}", "--data", "{o}"], "existing path.*not supported"),
+        (["pretrain", "--out", "{o}", "--model", "no_such_model"], "not registered"),
+        (["pretrain", "--out", "{o}", "--method", "mam2", "--model", "videomae_vit_demo"], "not a mam2 model"),
+        (["pretrain", "--out", "{o}", "--mask-ratio", "1.5"], "--mask-ratio must be in"),
+        (["pretrain", "--out", "{o}", "--config", "no_such_recipe"], "no such file, nor a shipped recipe"),
+        (["pretrain", "--out", "{o}", "--model-arg", "depth"], "KEY=VALUE"),
+        (["pretrain", "--out", "{o}", "--model-arg", "no_field=3"], "unknown override"),
+        (["pretrain", "--out", "{o}", "--batch-size", "0"], "batch_size must be a positive int"),
+        (["pretrain", "--out", "{o}", "--resume"], "does not exist"),
+    ],
+)
+def test_bad_arguments_give_clear_errors(tmp_path, capsys, argv, message):
+    argv = [a.replace("{o}", str(tmp_path)) for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "maskvid-edu pretrain: error:" in err
+    assert re.search(message, err), err
+
+
+def test_argparse_level_errors(capsys):
+    for argv, message in [
+        (["pretrain"], "--out"),
+        (["pretrain", "--out", "x", "--steps", "3", "--epochs", "1"], "not allowed with"),
+        (["pretrain", "--out", "x", "--amp", "fp8"], "invalid choice"),
+        (["pretrain", "--out", "x", "--steps", "three"], "invalid int value"),
+        (["finetune"], "invalid choice"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_existing_run_is_not_overwritten(tmp_path, capsys):
+    (tmp_path / CHECKPOINT_NAME).write_bytes(b"x")
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--out", str(tmp_path), *SMALL])
+    assert "pass --resume" in capsys.readouterr().err
+    assert (tmp_path / CHECKPOINT_NAME).read_bytes() == b"x"
+
+
+def test_module_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "maskvid_edu", "pretrain", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "--mask-ratio" in proc.stdout, proc.stderr
+
+
+class _Oracle(torch.nn.Module):
+    """Wraps a model and predicts its targets exactly: a perfect reconstruction."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.config = inner, inner.config
+
+    def make_mask(self, video, generator=None):
+        return self.inner.make_mask(video, generator)
+
+    def forward(self, video, mask):
+        out = self.inner(video, mask)
+        out.pred = out.target
+        return out
+
+
+@pytest.mark.parametrize(
+    "name, overrides, frames, note",
+    [
+        ("videomae_vit_demo", {"normalization": "videomae"}, 8, True),
+        ("videomae_vit_demo", {"normalization": "mae"}, 8, True),
+        ("videomae_vit_demo", {"normalization": "none"}, 8, False),
+        ("mam2_vit_demo", {}, 9, True),  # T + 1 frames in, appearance = per-patch normalised pixels
+    ],
+)
+def test_reconstruction_figure_undoes_the_target_normalisation(name, overrides, frames, note):
+    from maskvid_edu.cli import reconstruction_figure
+    from maskvid_edu.data.synthetic import SyntheticVideoDataset
+    from maskvid_edu.models import create, list_models
+
+    if name not in list_models():
+        pytest.skip(f"{name} is not registered")
+    model = _Oracle(create(name, **overrides))
+    video = SyntheticVideoDataset(num_frames=frames, size=64, num_samples=1)[0]["video"]
+    fig = reconstruction_figure(model, video, generator=torch.Generator().manual_seed(0))
+    axes = fig.axes
+    cols = len(axes) // 3
+    for c in range(cols):
+        original = axes[c].images[0].get_array()
+        recon = axes[2 * cols + c].images[0].get_array()
+        masked = axes[cols + c].images[0].get_array()
+        assert abs(original - recon).max() < 1e-5  # a perfect prediction gives the clip back
+        assert abs(original - masked).max() > 0.1  # hidden patches are greyed
+    text = " ".join(t.get_text() for t in fig.texts)
+    assert ("un-normalised with each true patch's mean and std" in text) == note
