@@ -128,7 +128,8 @@ def test_argparse_level_errors(capsys):
         (["pretrain", "--out", "x", "--steps", "3", "--epochs", "1"], "not allowed with"),
         (["pretrain", "--out", "x", "--amp", "fp8"], "invalid choice"),
         (["pretrain", "--out", "x", "--steps", "three"], "invalid int value"),
-        (["finetune"], "invalid choice"),
+        (["finetune"], "--out"),
+        (["nonsense"], "invalid choice"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
