@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml
 # The main job: execute the notebooks as a reader would (fresh kernel, CPU preset) and build
 # the static HTML book from the executed copies.
 book: env
-	$(VENV)/bin/jupyter-book build book --config book/_config.yml --path-output $(BUILD)/executed
+	$(VENV)/bin/jupyter-book build book --config book/_config.yml --path-output $(BUILD)/executed -W -n --keep-going
 	@echo "Book built: open $(abspath $(BUILD)/executed/_build/html/index.html)"
 
 test: book-stored unit nbval

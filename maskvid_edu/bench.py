@@ -10,8 +10,9 @@ tolerance, so we compare two implementations of the same function.
 
 Peak memory: on CUDA the allocator's peak (``torch.cuda.max_memory_allocated``) during a step;
 on CPU the peak resident set size of a fresh process that builds the model and runs two steps,
-minus that process's size before building it (``resource.getrusage``), measured for each
-implementation in its own process so one cannot hide the other's peak.
+minus that process's size before building it (``VmHWM`` − ``VmRSS`` from ``/proc/self/status``,
+the peak mark reset first), measured for each implementation in its own process so one cannot
+hide the other's peak.
 
 Benchmarks are not tests: nothing here asserts a speed.
 """
@@ -126,7 +127,7 @@ def _cpu_peak_worker(kind: str, name: str, overrides: dict, batch: int, dtype_na
 
     with torch.device("meta"):
         config = create(name, **overrides).config  # the config only, nothing allocated
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    before = _rss_kib(reset_peak=True)
     torch.manual_seed(seed)
     if kind == "ours":
         model = create(name, **overrides)
@@ -137,7 +138,39 @@ def _cpu_peak_worker(kind: str, name: str, overrides: dict, batch: int, dtype_na
     step = _step_fn(kind, model, video, mask, torch.device("cpu"), getattr(torch, dtype_name))
     step()
     step()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    return (_peak_rss_kib() - before) / 1024
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _rss_kib(reset_peak: bool = False) -> int:
+    """Current resident set size (KiB); optionally reset the kernel's peak mark to it (Linux).
+
+    ``getrusage``'s ``ru_maxrss`` would not do here: Linux carries the parent's peak into a
+    child across ``exec``, so a child started by a big process reports the parent's peak.
+    """
+    if reset_peak:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # "5" resets the peak RSS (VmHWM) to the current RSS
+        except OSError:
+            pass
+    rss = _status_kib("VmRSS")
+    return rss if rss is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _peak_rss_kib() -> int:
+    hwm = _status_kib("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _cpu_peak_mib(kind: str, name: str, overrides: dict, batch: int, dtype: torch.dtype, seed: int) -> float:
@@ -159,7 +192,7 @@ def bench_pretrain(
     frames: int = 16,
     size: int = 224,
     steps: int = 3,
-    warmup: int = 1,
+    warmup: int = 2,
     device: str | torch.device = "auto",
     dtype: torch.dtype = torch.float32,
     mask_ratio: float = 0.9,
