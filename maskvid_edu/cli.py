@@ -157,12 +157,13 @@ def resolve_pretrain(args: argparse.Namespace) -> dict:
     data = {"source": "synthetic", **(recipe.get("data") or {})}
     if args.data is not None:
         data["source"] = args.data
-    if data["source"] not in DATA_SOURCES:
-        where = "an existing path" if Path(str(data["source"])).exists() else "not a known source"
-        raise ValueError(
-            f"--data {data['source']!r} ({where}): `maskvid-edu pretrain` accepts {list(DATA_SOURCES)} for now; "
-            "pre-training on real clip folders or lists is not supported by the command line yet"
+    if data["source"] not in DATA_SOURCES and not Path(str(data["source"])).exists():
+        raise FileNotFoundError(
+            f"--data {data['source']!r}: neither one of {list(DATA_SOURCES)} nor an existing list file "
+            "(`path label` lines or CSV) or folder of videos"
         )
+    if args.root is not None:
+        data["root"] = str(_require_path(args.root, "--root", "video folder the list's paths are relative to", kind="dir"))
     if args.num_samples is not None:
         data["num_samples"] = args.num_samples
 
@@ -207,9 +208,53 @@ def _input_shape(model) -> tuple[int, int]:
     return frames, size
 
 
+# recipe ``data`` keys that real-clip pre-training passes on to VideoDataset
+REAL_DATA_FIELDS = ("root", "sampling", "stride", "gap", "max_gap", "num_repeats", "backend", "strict")
+
+
+def _pretrain_sampling(model) -> str:
+    """How a pre-training model wants its frames: pairs (VideoMAC), T+1 frames (MAM2) or a clip."""
+    cfg = getattr(model, "config", None)
+    if getattr(cfg, "frame_gap", None) is not None and getattr(cfg, "num_frames", None) == 2:
+        return "pair"
+    if getattr(cfg, "input_frames", None) not in (None, getattr(cfg, "num_frames", None)):
+        return "motion"
+    return "dense"
+
+
+def build_real_dataset(data: dict, model, seed: int):
+    """Pre-training clips from a list file (``path label`` lines or CSV) or a folder of videos.
+
+    Frames are sampled as the model needs them (:func:`_pretrain_sampling`), cropped with
+    VideoMAE's multi-scale crop and normalised; unreadable videos are skipped and counted, never
+    replaced (see :mod:`maskvid_edu.data.datasets`).
+    """
+    from .data.datasets import VideoDataset
+
+    options = {k: v for k, v in data.items() if k not in ("source", "num_samples")}
+    unknown = sorted(set(options) - set(REAL_DATA_FIELDS))
+    if unknown:
+        raise ValueError(f"data: unknown field(s) {unknown} for real clips; valid fields: {list(REAL_DATA_FIELDS)}")
+    cfg = model.config
+    frames, size = _input_shape(model)
+    sampling = options.pop("sampling", None) or _pretrain_sampling(model)
+    clip_len = getattr(cfg, "num_frames", frames)
+    common = dict(mode="pretrain", sampling=sampling, clip_len=clip_len, size=size, seed=seed, **options)
+    source = Path(str(data["source"]))
+    if source.is_dir():
+        common.pop("root", None)
+        return VideoDataset.from_folder(source, labelled=False, **common)
+    root = common.pop("root", None)
+    return VideoDataset.from_list(source, root, **common)
+
+
 def build_dataset(data: dict, model, seed: int):
-    """The dataset named by a recipe's ``data`` section (only ``synthetic`` for now)."""
+    """The dataset named by a recipe's ``data`` section: ``synthetic``, or a list file / folder
+    of real videos (:func:`build_real_dataset`)."""
     from .data.synthetic import SyntheticConfig, SyntheticVideoDataset
+
+    if data["source"] not in DATA_SOURCES:
+        return build_real_dataset(data, model, seed)
 
     fields = {f.name for f in dataclasses.fields(SyntheticConfig)}
     options = {k: v for k, v in data.items() if k != "source"}
@@ -373,10 +418,16 @@ def _pretrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"pre-training {plan['model']} ({n_params / 1e6:.2f} M trainable parameters) on {dataset!r}", flush=True)
     meta = {k: plan[k] for k in ("method", "model", "model_overrides", "data")}
     try:
-        history = train(model, dataset, config, resume=True if args.resume else None, meta=meta)
+        collate = None
+        if hasattr(dataset, "stats"):  # real clips: drop unreadable items from a batch, count them
+            from .data.datasets import collate_skip_bad
+            collate = collate_skip_bad
+        history = train(model, dataset, config, resume=True if args.resume else None, meta=meta, collate_fn=collate)
     except FloatingPointError as err:
         print(f"maskvid-edu pretrain: {err}", file=sys.stderr)
         return 1
+    if rank0 and hasattr(dataset, "summary"):
+        print(dataset.summary(), flush=True)
     if not rank0:
         return 0
     title = f"{plan['model']} on {plan['data']['source']} data, {history[-1]['step'] if history else 0} steps"
@@ -417,7 +468,9 @@ def _add_pretrain(sub) -> None:
     g.add_argument("--mask-ratio", type=float, default=None, metavar="R",
                    help="share of tokens hidden from the encoder (model config field mask_ratio)")
     g.add_argument("--data", default=None, metavar="SOURCE",
-                   help=f"training clips; accepted: {', '.join(DATA_SOURCES)} (default: synthetic)")
+                   help=f"training clips: {', '.join(DATA_SOURCES)} (default), a list file (`path label` lines "
+                        "or CSV, as VideoMAE's) or a folder of videos")
+    g.add_argument("--root", default=None, metavar="DIR", help="folder the list file's video paths are relative to")
     g.add_argument("--num-samples", type=int, default=None, metavar="N", help="size of the synthetic dataset")
     g.add_argument("--config", default=None, metavar="YAML",
                    help="recipe file (path, or a shipped recipe name: "
@@ -1012,6 +1065,141 @@ def _add_downstream(sub) -> None:
     p.set_defaults(func=_probe, parser=p)
 
 
+# --------------------------------------------------------------------------------------------
+# bench: side-by-side measurements in one run, one table
+# --------------------------------------------------------------------------------------------
+
+BENCH_PARTS = ("pretrain", "flops", "sparse", "loader")
+
+
+def _bench_rows(args) -> tuple[str, list[tuple[str, str, str, str, str]]]:
+    """Run the measurements ``args.what`` asks for; return the table's title and rows
+    ``(measurement, maskvid_edu, reference, ratio, notes)``."""
+    from .bench import bench_pretrain
+    from .data.synthetic import SyntheticConfig, SyntheticVideoDataset
+    from .flops import loader_throughput, measured_matmul_peak, mfu, videomae_pretrain_flops
+    from .models import create, list_models
+    from .sparse import bench_sparse
+    from .utils import resolve_device
+
+    what = [w.strip() for w in args.what.split(",") if w.strip()]
+    unknown = sorted(set(what) - set(BENCH_PARTS))
+    if unknown or not what:
+        raise ValueError(f"--what: unknown part(s) {unknown or what}; choose a comma-separated subset of {','.join(BENCH_PARTS)}")
+    for name, value in (("--batch", args.batch), ("--steps", args.steps)):
+        if value < 1:
+            raise ValueError(f"{name} must be ≥ 1, got {value}")
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+    dev = resolve_device(args.device)
+    model_name = args.model or ("videomae_vit_demo" if args.quick else "videomae_vit_b")
+    if model_name not in list_models() or not model_name.startswith("videomae_"):
+        raise ValueError(f"--model {model_name!r} must be a registered VideoMAE model: {', '.join(list_models('videomae_'))}")
+    with torch.device("meta"):
+        config = create(model_name).config  # sizes only, nothing allocated
+    frames, size = config.num_frames, config.img_size
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    title = (f"maskvid-edu bench — {model_name}, batch {args.batch}, {frames}×{size}×{size}, mask {config.mask_ratio}, "
+             f"{dev} {args.dtype}, {torch.get_num_threads()} threads, median of {args.steps} steps")
+    rows = []
+
+    timing = None
+    if "pretrain" in what or "flops" in what:
+        timing = bench_pretrain(model_name, batch=args.batch, frames=frames, size=size, steps=args.steps,
+                                warmup=1 if args.quick else 2, device=dev, dtype=dtype, mask_ratio=config.mask_ratio,
+                                memory="pretrain" in what and not args.no_memory, verbose=False)
+    if "pretrain" in what:
+        rows.append(("pretrain step ms (fwd+bwd+AdamW)", f"{timing['ms_ours']:.1f}",
+                     f"transformers {timing['ms_transformers']:.1f}", f"{timing['speedup']:.2f}×",
+                     f"speed-up = theirs / ours; same weights, clip, mask; |Δloss| {timing['loss_abs_diff']:.1e}"))
+        if "peak_mib_ours" in timing:
+            rows.append(("pretrain peak memory MiB", f"{timing['peak_mib_ours']:.0f}",
+                         f"transformers {timing['peak_mib_transformers']:.0f}",
+                         f"{timing['peak_mib_ours'] / max(timing['peak_mib_transformers'], 1e-9):.2f}×",
+                         "ours / theirs; " + timing["memory_kind"]))
+    if "flops" in what:
+        counts = videomae_pretrain_flops(config, batch=args.batch)
+        step_s = timing["ms_ours"] / 1000
+        peak = measured_matmul_peak(dev, dtype, repeats=3)
+        achieved = counts["train_step"] / step_s
+        rows.append(("model FLOPs per step", f"{counts['train_step'] / 1e9:.2f} G", "-", "-",
+                     f"3 × forward; forward {counts['forward'] / 1e9:.2f} G (encoder on {counts['num_visible']} visible, "
+                     f"decoder on {counts['num_tokens']} tokens)"))
+        rows.append(("achieved FLOP/s (MFU)", f"{achieved / 1e9:.1f} G/s", f"matmul peak {peak / 1e9:.1f} G/s",
+                     f"{mfu(counts['train_step'], step_s, peak):.1%}",
+                     f"MFU = FLOPs / step time / measured {args.dtype} matmul peak"))
+    if "sparse" in what:
+        sparse_name = "encoder_convnextv2_demo" if args.quick else "encoder_convnextv2_small"
+        sparse_size = 64 if args.quick else 224
+        torch.manual_seed(0)
+        r = bench_sparse(create(sparse_name), batch=args.batch, size=sparse_size, mask_ratio=0.6, steps=args.steps,
+                         warmup=1, device=str(dev), print_result=False)
+        rows.append(("ConvNeXt V2 step ms (fwd+bwd)", f"masked {r['sparse_s'] * 1e3:.1f}", f"dense {r['dense_s'] * 1e3:.1f}",
+                     f"{r['ratio']:.2f}×", f"{sparse_name}, {sparse_size}², mask 0.6; ratio = masked / dense"))
+    if "loader" in what:
+        batches = 3 if args.quick else 10
+        workers = 0 if args.quick and args.workers is None else (2 if args.workers is None else args.workers)
+        batch_size = max(args.batch, 2)
+        dataset = SyntheticVideoDataset(SyntheticConfig(num_frames=frames, size=size,
+                                                        num_samples=(batches + 1) * batch_size))
+        r = loader_throughput(dataset, batch_size=batch_size, num_workers=workers, batches=batches)
+        rows.append(("data loader clips/s", f"{r['clips_per_s']:.1f}", "-", "-",
+                     f"synthetic {frames}×{size}², render + normalise, {workers} workers, batch {batch_size}"))
+    return title, rows
+
+
+def format_bench_table(title: str, rows) -> str:
+    """The table ``maskvid-edu bench`` prints: one row per measurement, reference side by side."""
+    head = ("measurement", "maskvid_edu", "reference", "ratio", "notes")
+    widths = [max(len(head[i]), *(len(r[i]) for r in rows)) for i in range(4)] if rows else [len(h) for h in head[:4]]
+    def line(cells):
+        return "  ".join(c.ljust(w) for c, w in zip(cells[:4], widths)) + "  " + cells[4]
+    rule = "-" * (sum(widths) + 2 * 4 + len(head[4]))
+    return "\n".join([title, line(head), rule, *(line(r) for r in rows)])
+
+
+def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        title, rows = _bench_rows(args)
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"maskvid-edu bench: error: {err}\n")
+    print(format_bench_table(title, rows), flush=True)
+    return 0
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="time our pre-training step against transformers', FLOPs and MFU, sparse vs dense, the loader",
+        description="Side-by-side measurements in one run, printed as one table:\n"
+        "  pretrain  our VideoMAE step vs transformers' VideoMAEForPreTraining (same weights, clip, mask),\n"
+        "            interleaved; median ms and peak memory\n"
+        "  flops     analytic model FLOPs per step, achieved FLOP/s, fraction of the measured matmul peak (MFU)\n"
+        "  sparse    ConvNeXt V2 step with the masked (sparse) path vs the dense path\n"
+        "  loader    clips/s of the synthetic dataset through a DataLoader\n"
+        "Benchmarks, not tests: numbers vary with the machine and its load.",
+        epilog="examples:\n"
+        "  maskvid-edu bench --quick\n"
+        "  maskvid-edu bench --what pretrain,flops --model videomae_vit_b --batch 1 --steps 2\n"
+        "  maskvid-edu bench --device cuda --dtype bfloat16 --batch 32",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--what", default=",".join(BENCH_PARTS), metavar="A,B",
+                   help=f"comma-separated parts to run (default: {','.join(BENCH_PARTS)})")
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help="VideoMAE model (default videomae_vit_b; videomae_vit_demo with --quick)")
+    p.add_argument("--batch", type=int, default=1, metavar="B", help="clips (images for sparse) per step (default 1)")
+    p.add_argument("--steps", type=int, default=3, metavar="N", help="timed steps per implementation (default 3)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="float32, or bfloat16 autocast (default float32)")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="loader worker processes (default 2; 0 with --quick)")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="intra-op CPU threads")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement (on CPU it spawns processes)")
+    p.add_argument("--quick", action="store_true", help="demo sizes: runs in seconds on a CPU")
+    p.set_defaults(func=_bench, parser=p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``maskvid-edu`` argument parser (one sub-parser per command)."""
     parser = argparse.ArgumentParser(
@@ -1021,6 +1209,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_pretrain(sub)
     _add_downstream(sub)
+    _add_bench(sub)
     return parser
 
 

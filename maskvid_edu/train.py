@@ -825,12 +825,15 @@ class Trainer:
             while step < end:
                 lr = self.optimizer.param_groups[0]["lr"]
                 for k in range(accum):
-                    try:
-                        batch = next(batches)
-                    except StopIteration:
-                        epoch += 1
-                        batches = self._epoch_iterator(epoch, 0)
-                        batch = next(batches)
+                    while True:
+                        try:
+                            batch = next(batches)
+                        except StopIteration:
+                            epoch += 1
+                            batches = self._epoch_iterator(epoch, 0)
+                            batch = next(batches)
+                        if self._count_skips(batch):
+                            break
                     self._micro_step(batch, step, last=k == accum - 1)
                     micro += 1
                 self._optimizer_step(step)
@@ -844,6 +847,16 @@ class Trainer:
                     self._save(step)
         finally:
             pbar.close()
+
+    def _count_skips(self, batch) -> bool:
+        """Real-clip datasets drop unreadable videos from a batch (``collate_skip_bad``): count
+        them in ``dataset.stats`` here, in the main process, whatever the number of workers.
+        Returns False for a batch left with no clip at all (every video in it was skipped)."""
+        stats = getattr(self.dataset, "stats", None)
+        if stats is None or not isinstance(batch, dict) or "skipped" not in batch:
+            return True
+        stats.update(batch)
+        return "video" in batch and batch["video"].shape[0] > 0
 
     def _micro_step(self, batch, step: int, last: bool) -> None:
         """Forward + backward on one micro-batch. No host synchronisation."""

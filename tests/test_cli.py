@@ -196,3 +196,32 @@ def test_reconstruction_figure_undoes_the_target_normalisation(name, overrides, 
         assert abs(original - masked).max() > 0.1  # hidden patches are greyed
     text = " ".join(t.get_text() for t in fig.texts)
     assert ("un-normalised with each true patch's mean and std" in text) == note
+
+
+def test_pretrain_on_a_list_of_real_videos_skips_and_counts_a_broken_file(tmp_path, capsys):
+    from videofiles import textured_frames, write_video
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(3):
+        write_video(clips / f"v{i}.avi", textured_frames(20, 64, 64, seed=i))
+    (clips / "broken.avi").write_bytes(b"not a video at all" * 50)
+    listing = tmp_path / "train.txt"
+    listing.write_text("".join(f"{name} 0\n" for name in ["v0.avi", "v1.avi", "broken.avi", "v2.avi"]))
+    out = tmp_path / "run"
+    argv = ["pretrain", "--out", str(out), "--data", str(listing), "--root", str(clips),
+            "--model-arg", "img_size=32", "--model-arg", "num_frames=4",
+            "--steps", "2", "--batch-size", "2", "--log-every", "1", "--no-progress",
+            "--num-workers", "0", "--device", "cpu"]
+    with pytest.warns(UserWarning, match="broken.avi"):
+        assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert (out / CHECKPOINT_NAME).exists()
+    assert re.search(r"skipped|unreadable", printed), printed
+
+
+def test_pretrain_rejects_a_missing_data_path(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", "--out", str(tmp_path / "x"), "--data", str(tmp_path / "nope.txt")])
+    assert exit_info.value.code == 2
+    assert "nope.txt" in capsys.readouterr().err

@@ -243,10 +243,26 @@ def test_bench_runs_on_demo_size():
     pytest.importorskip("transformers")
     from maskvid_edu.bench import bench_pretrain, format_result
 
-    r = bench_pretrain("videomae_vit_demo", batch=2, frames=8, size=64, steps=1, warmup=0, memory=False, verbose=False)
+    before = torch.get_num_threads()
+    r = bench_pretrain("videomae_vit_demo", batch=2, frames=8, size=64, steps=1, warmup=0, memory=False,
+                       threads=1, verbose=False)
+    assert torch.get_num_threads() == before and r["threads"] == 1
     assert r["loss_abs_diff"] <= r["loss_tolerance"]
     assert len(r["times_ours"]) == len(r["times_transformers"]) == 1 and r["speedup"] > 0
     assert "speed-up" in format_result(r)
+
+
+@pytest.mark.slow
+def test_bench_measures_cpu_memory_in_fresh_processes():
+    pytest.importorskip("transformers")
+    from maskvid_edu.bench import bench_pretrain
+
+    r = bench_pretrain("videomae_vit_demo", batch=2, frames=8, size=64, steps=1, warmup=0, device="cpu",
+                       memory=True, verbose=False)
+    # at least parameters + gradients + two AdamW moments of the ~1 M-parameter model
+    params_mib = sum(p.numel() for p in create("videomae_vit_demo").parameters()) * 4 / 2**20
+    for kind in ("ours", "transformers"):
+        assert 4 * params_mib < r[f"peak_mib_{kind}"] < 2048
 
 
 @pytest.mark.slow

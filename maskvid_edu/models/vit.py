@@ -20,8 +20,8 @@ checkpoints depend on them, and keep its parameter names so those checkpoints lo
 
 What we change: attention runs through ``torch.nn.functional.scaled_dot_product_attention``
 (fused kernels, no ``N × N`` matrix in memory where the backend allows), and the encoder embeds
-only the visible tubelets when given a mask (the same numbers, a tenth of the work at 90 %
-masking). Sizes S/B/L/H (VideoMAE) and g (VideoMAE V2) sit in :data:`VIT_SIZES`.
+only the visible tubelets when given a mask (the same numbers; a tenth of the embedding work at
+90 % masking). Sizes S/B/L/H (VideoMAE) and g (VideoMAE V2) sit in :data:`VIT_SIZES`.
 """
 
 from __future__ import annotations
