@@ -241,11 +241,14 @@ def build_real_dataset(data: dict, model, seed: int):
     clip_len = getattr(cfg, "num_frames", frames)
     common = dict(mode="pretrain", sampling=sampling, clip_len=clip_len, size=size, seed=seed, **options)
     source = Path(str(data["source"]))
-    if source.is_dir():
-        common.pop("root", None)
-        return VideoDataset.from_folder(source, labelled=False, **common)
     root = common.pop("root", None)
-    return VideoDataset.from_list(source, root, **common)
+    try:
+        if source.is_dir():
+            return VideoDataset.from_folder(source, labelled=False, **common)
+        return VideoDataset.from_list(source, root, **common)
+    except ValueError as err:
+        what = "folder of videos" if source.is_dir() else "list file"
+        raise ValueError(f"--data {str(source)!r} ({what}): {err}") from err
 
 
 def build_dataset(data: dict, model, seed: int):
