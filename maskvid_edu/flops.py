@@ -1,0 +1,219 @@
+"""What a step costs: analytic FLOP counts, the machine's matmul peak, MFU, loader throughput.
+
+Counting convention (the one ``torch.utils.flop_counter`` uses): only matrix products count,
+and a product of an ``(m × k)`` by a ``(k × n)`` matrix costs ``2·m·k·n`` FLOPs (one multiply
+and one add per term). Element-wise work — LayerNorm, GELU, softmax, bias adds, residuals — is
+left out: in a ViT it is well under 1 % of the total.
+
+Papers often quote *multiply-accumulates* under the name "FLOPs" (fvcore's convention): the
+VideoMAE paper's "180 G" for a ViT-B forward on 16×224² is ``≈ 180·10⁹`` multiply-adds, i.e.
+``≈ 361·10⁹`` FLOPs in the convention here. Divide by 2 to compare with such tables.
+
+One transformer block of width ``D``, MLP width ``H = mlp_ratio·D``, on ``n`` tokens::
+
+    qkv projection        2·n·D·3D
+    attention Q·Kᵀ        2·n·n·D      (heads × 2·n·n·(D/heads))
+    attention A·V         2·n·n·D
+    output projection     2·n·D·D
+    MLP                   2·n·D·H + 2·n·H·D
+    ─────────────────────────────────────────
+    total                 8·n·D² + 4·n·H·D + 4·n²·D     (= 24·n·D² + 4·n²·D at H = 4D)
+
+A training step (forward + backward) is counted as **3 × forward**: the backward pass of a
+matrix product needs two products of the same size, one for the gradient of the input and one
+for the gradient of the weight. (The patch embedding's input gradient is not needed, as pixels
+do not require grad; the 3× rule overcounts that one product, a fraction of a percent at full
+size.)
+
+MFU (model FLOP utilisation) = model FLOPs per step / step time / peak FLOP/s of the device,
+where the peak here is *measured* (a large square matmul, :func:`measured_matmul_peak`), not
+the datasheet number.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .masking import num_masked
+from .utils import resolve_device
+
+__all__ = [
+    "vit_block_flops",
+    "vit_flops",
+    "videomae_pretrain_flops",
+    "train_step_flops",
+    "measured_matmul_peak",
+    "mfu",
+    "loader_throughput",
+]
+
+
+def _matmul(m: int, k: int, n: int) -> int:
+    """FLOPs of an ``(m × k) · (k × n)`` product: ``2·m·k·n``."""
+    return 2 * m * k * n
+
+
+def vit_block_flops(dim: int, num_tokens: int, mlp_ratio: float = 4.0) -> int:
+    """Forward FLOPs of one transformer block on ``num_tokens`` tokens of width ``dim``.
+
+    ``8·n·D² + 4·n·H·D + 4·n²·D`` with ``H = int(D·mlp_ratio)`` (see the module docstring);
+    independent of the number of heads.
+    """
+    n, d = num_tokens, dim
+    hidden = int(d * mlp_ratio)
+    qkv = _matmul(n, d, 3 * d)  # (n, D)·(D, 3D)
+    scores = _matmul(n, d, n)  # Q·Kᵀ over all heads: (n, D/h)·(D/h, n) × h
+    mix = _matmul(n, n, d)  # A·V over all heads: (n, n)·(n, D/h) × h
+    proj = _matmul(n, d, d)
+    mlp = _matmul(n, d, hidden) + _matmul(n, hidden, d)
+    return qkv + scores + mix + proj + mlp
+
+
+def _check_tokens(num_tokens, name: str = "num_tokens") -> int:
+    if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 1:
+        raise ValueError(f"{name} must be a positive int, got {num_tokens!r}")
+    return num_tokens
+
+
+def vit_flops(config, num_tokens: int | None = None, *, batch: int = 1, patch_embed: bool = True) -> int:
+    """Forward FLOPs of a ViT encoder (:class:`~maskvid_edu.models.vit.ViTConfig`, or any config
+    with ``dim, depth, mlp_ratio, in_chans, tubelet, patch``) on ``num_tokens`` tokens per clip.
+
+    ``batch · (patch_embed + depth · block + head)`` where
+
+    - patch embedding (tubelet ``k × p × p × C`` → ``D``): ``2·n·(C·k·p²)·D`` (if ``patch_embed``);
+    - each block: :func:`vit_block_flops`;
+    - classification head, when ``config.num_classes > 0``: ``2·D·num_classes`` per clip.
+
+    num_tokens: tokens the blocks see (default: all of ``config``'s grid); in VideoMAE
+    pre-training only the visible ones.
+    """
+    n = _check_tokens(num_tokens if num_tokens is not None else config.num_tokens)
+    _check_tokens(batch, "batch")
+    d = config.dim
+    total = config.depth * vit_block_flops(d, n, config.mlp_ratio)
+    if patch_embed:
+        total += _matmul(n, config.in_chans * config.tubelet * config.patch**2, d)
+    classes = getattr(config, "num_classes", 0) or 0
+    if classes:
+        total += _matmul(1, d, classes)
+    return batch * total
+
+
+def videomae_pretrain_flops(model_or_config, mask_ratio: float | None = None, *, batch: int = 1) -> dict:
+    """Forward FLOPs of one VideoMAE pre-training pass, part by part, as :class:`~maskvid_edu.models.videomae.VideoMAE` computes it.
+
+    model_or_config: a ``VideoMAE`` or a ``VideoMAEConfig``.
+    mask_ratio: encoder mask ratio (default: the config's). Tube masking hides
+        ``t · floor(ρ·h·w)`` of the ``N = t·h·w`` tokens (``floor(ρ·N)`` for random masking).
+
+    With ``N_vis`` visible tokens and ``N_dec`` reconstructed ones (``N_dec = N − N_vis``, or
+    under VideoMAE V2's decoder mask the tokens it keeps), per clip:
+
+    - ``encoder``: patch embedding of the visible tubelets + ``depth`` blocks on ``N_vis`` tokens;
+    - ``encoder_to_decoder``: ``2·N_vis·D·D_dec`` (no bias);
+    - ``decoder``: ``decoder_depth`` blocks on ``N_vis + N_dec`` tokens (visible + mask tokens);
+    - ``head``: ``2·N_dec·D_dec·P`` with ``P = tubelet·p²·C``, only on the reconstructed tokens.
+
+    Returns a dict of those four parts, ``forward`` (their sum) and ``train_step``
+    (``3 × forward``), all for ``batch`` clips, plus the token counts ``num_tokens``,
+    ``num_visible``, ``num_decoded``.
+    """
+    config = getattr(model_or_config, "config", model_or_config)
+    for field in ("decoder_dim", "decoder_depth", "grid", "patch_values"):
+        if not hasattr(config, field):
+            raise ValueError(f"model_or_config must be a VideoMAE model or VideoMAEConfig, got {type(model_or_config).__name__}")
+    ratio = config.mask_ratio if mask_ratio is None else mask_ratio
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"mask_ratio must be in (0, 1), got {ratio!r}")
+    t, h, w = config.grid
+    n = t * h * w
+    hidden = t * num_masked(h * w, ratio) if getattr(config, "mask_type", "tube") == "tube" else num_masked(n, ratio)
+    n_vis = n - hidden
+    n_dec = hidden
+    if getattr(config, "decoder_mask_ratio", 0.0) > 0:
+        keep_out = num_masked(4, config.decoder_mask_ratio)  # positions of each 2×2 cell not reconstructed
+        n_dec = n - n * keep_out // 4
+    parts = {
+        "encoder": vit_flops(config.encoder_config(), n_vis),
+        "encoder_to_decoder": _matmul(n_vis, config.dim, config.decoder_dim),
+        "decoder": config.decoder_depth * vit_block_flops(config.decoder_dim, n_vis + n_dec, config.mlp_ratio),
+        "head": _matmul(n_dec, config.decoder_dim, config.patch_values),
+    }
+    out = {k: batch * v for k, v in parts.items()}
+    out["forward"] = sum(out.values())
+    out["train_step"] = train_step_flops(out["forward"])
+    out.update(num_tokens=n, num_visible=n_vis, num_decoded=n_dec)
+    return out
+
+
+def train_step_flops(forward_flops: int) -> int:
+    """Forward + backward FLOPs from forward FLOPs: ``3 × forward`` (see the module docstring)."""
+    return 3 * forward_flops
+
+
+def measured_matmul_peak(device: str | torch.device = "auto", dtype: torch.dtype = torch.float32,
+                         size: int | None = None, repeats: int = 5) -> float:
+    """The FLOP/s this device reaches on a large square matmul: a measured, attainable peak.
+
+    Multiplies two ``(size × size)`` matrices (``2·size³`` FLOPs) ``repeats`` times after one
+    warm-up, and returns ``2·size³ / t`` for the fastest repeat ``t``. size: default 4096 on
+    CUDA, 1024 on CPU (a CPU product of 4096² takes seconds).
+    """
+    dev = resolve_device(device)
+    size = size if size is not None else (4096 if dev.type == "cuda" else 1024)
+    _check_tokens(size, "size")
+    _check_tokens(repeats, "repeats")
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=g).to(device=dev, dtype=dtype)
+    b = torch.randn(size, size, generator=g).to(device=dev, dtype=dtype)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    a @ b  # warm-up: kernel selection, thread pool start
+    sync()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return _matmul(size, size, size) / best
+
+
+def mfu(flops_per_step: float, step_seconds: float, peak: float) -> float:
+    """Model FLOP utilisation: ``flops_per_step / step_seconds / peak`` (a fraction, not %)."""
+    if not step_seconds > 0 or not peak > 0:
+        raise ValueError(f"step_seconds and peak must be > 0, got step_seconds={step_seconds!r}, peak={peak!r}")
+    return flops_per_step / step_seconds / peak
+
+
+def loader_throughput(dataset, batch_size: int = 8, num_workers: int = 0, batches: int = 10) -> dict:
+    """Clips per second that a ``DataLoader`` over ``dataset`` delivers (decode + augment).
+
+    Iterates ``batches`` batches of ``batch_size`` with ``num_workers`` worker processes, after
+    one untimed batch (worker start-up is not throughput). Returns ``{"clips_per_s", "seconds",
+    "clips", "batch_size", "num_workers"}``.
+    """
+    _check_tokens(batch_size, "batch_size")
+    _check_tokens(batches, "batches")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be ≥ 0, got {num_workers!r}")
+    if len(dataset) < (batches + 1) * batch_size:
+        raise ValueError(f"dataset has {len(dataset)} clips; need (batches + 1) × batch_size = {(batches + 1) * batch_size}")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    it = iter(loader)
+    next(it)  # warm-up
+    clips = 0
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        batch = next(it)
+        clips += len(batch["video"]) if isinstance(batch, dict) else len(batch[0])
+    seconds = time.perf_counter() - t0
+    del it
+    return {"clips_per_s": clips / seconds, "seconds": seconds, "clips": clips,
+            "batch_size": batch_size, "num_workers": num_workers}
