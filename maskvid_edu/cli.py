@@ -231,7 +231,12 @@ def build_real_dataset(data: dict, model, seed: int):
     """
     from .data.datasets import VideoDataset
 
-    options = {k: v for k, v in data.items() if k not in ("source", "num_samples")}
+    from .data.synthetic import SyntheticConfig
+
+    # a recipe's synthetic stand-in fields (num_frames, size, num_samples, …) do not apply to
+    # real clips: the model's config gives the clip shape
+    synthetic_only = {f.name for f in dataclasses.fields(SyntheticConfig)} - set(REAL_DATA_FIELDS)
+    options = {k: v for k, v in data.items() if k != "source" and k not in synthetic_only}
     unknown = sorted(set(options) - set(REAL_DATA_FIELDS))
     if unknown:
         raise ValueError(f"data: unknown field(s) {unknown} for real clips; valid fields: {list(REAL_DATA_FIELDS)}")

@@ -225,3 +225,21 @@ def test_pretrain_rejects_a_missing_data_path(tmp_path, capsys):
         main(["pretrain", "--out", str(tmp_path / "x"), "--data", str(tmp_path / "nope.txt")])
     assert exit_info.value.code == 2
     assert "nope.txt" in capsys.readouterr().err
+
+
+def test_full_size_recipe_with_a_real_list_builds_a_video_dataset(tmp_path):
+    from videofiles import textured_frames, write_video
+
+    from maskvid_edu.cli import build_dataset, resolve_pretrain
+
+    write_video(tmp_path / "a.avi", textured_frames(40, 64, 64))
+    listing = tmp_path / "train.csv"
+    listing.write_text("path,label\na.avi,0\n")
+    args = build_parser().parse_args(["pretrain", "--config", "videomae_vit_b_k400", "--data", str(listing),
+                                      "--root", str(tmp_path), "--out", str(tmp_path / "run")])
+    plan = resolve_pretrain(args)
+    model = torch.nn.Module()
+    model.config = type("Cfg", (), {"num_frames": 16, "img_size": 224})()
+    dataset = build_dataset(plan["data"], model, seed=0)
+    item = dataset[0]
+    assert tuple(item["video"].shape) == (3, 16, 224, 224)
