@@ -398,6 +398,18 @@ def reconstruction_figure(model, video: torch.Tensor, *, generator: torch.Genera
 # --------------------------------------------------------------------------------------------
 
 
+def load_vqgan_tokenizer(path, preset: str = "vqgan_imagenet_f16_1024"):
+    """A frozen taming-transformers VQGAN encoder + codebook from a checkpoint file, for MAM2's
+    appearance codes (the decoder and loss tensors of the checkpoint are ignored)."""
+    from .tokenizers import TamingVQGANEncoder
+
+    path = _require_path(path, "--tokenizer", "VQGAN checkpoint (taming-transformers .ckpt)")
+    tokenizer = TamingVQGANEncoder.from_preset(preset)
+    ignored = tokenizer.load_taming(path)
+    print(f"tokenizer: {preset} from {path} ({len(ignored)} decoder/loss tensors ignored)", flush=True)
+    return tokenizer.eval()
+
+
 def _pretrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .models import create
     from .train import CHECKPOINT_NAME, train
@@ -412,7 +424,12 @@ def _pretrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             raise FileNotFoundError(f"--resume: {str(checkpoint)!r} does not exist")
         config = plan["train"]
         torch.manual_seed(config.seed)
-        model = create(plan["model"], **plan["model_overrides"])
+        extra = {}
+        if args.tokenizer is not None:
+            if plan["method"] != "mam2":
+                raise ValueError(f"--tokenizer gives MAM2 its appearance codes; --method is {plan['method']!r}")
+            extra["tokenizer"] = load_vqgan_tokenizer(args.tokenizer, args.tokenizer_preset)
+        model = create(plan["model"], **plan["model_overrides"], **extra)
         dataset = build_dataset(plan["data"], model, seed=config.seed)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"maskvid-edu pretrain: error: {err}\n")
@@ -475,6 +492,11 @@ def _add_pretrain(sub) -> None:
                    help="override one field of the model's config (repeatable; VALUE parsed as YAML)")
     g.add_argument("--mask-ratio", type=float, default=None, metavar="R",
                    help="share of tokens hidden from the encoder (model config field mask_ratio)")
+    g.add_argument("--tokenizer", default=None, metavar="CKPT",
+                   help="MAM2 only: a taming-transformers VQGAN checkpoint whose codes are the appearance targets "
+                        "(frozen, computed on the fly); without it MAM2's appearance decoder predicts normalised pixels")
+    g.add_argument("--tokenizer-preset", default="vqgan_imagenet_f16_1024", metavar="NAME",
+                   help="architecture of the --tokenizer checkpoint (default: vqgan_imagenet_f16_1024)")
     g.add_argument("--data", default=None, metavar="SOURCE",
                    help=f"training clips: {', '.join(DATA_SOURCES)} (default), a list file (`path label` lines "
                         "or CSV, as VideoMAE's) or a folder of videos")

@@ -44,3 +44,15 @@ def make_video(tmp_path):
         return write_video(tmp_path / name, frames, fps=fps, codec=codec)
 
     return make
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one intra-op thread: small tensors gain nothing from more, and a shared
+    2-core machine makes extra threads stall (use with ``pytest.mark.usefixtures``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -9,12 +9,7 @@ from maskvid_edu.cli import build_dataset, build_parser, load_recipe, main, reso
 from maskvid_edu.models import create, list_models
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_bench_quick_prints_one_table(capsys):

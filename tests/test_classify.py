@@ -35,12 +35,7 @@ from maskvid_edu.models.vit import VisionTransformer, position_embedding
 from maskvid_edu.train import TrainConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_vit(**overrides) -> VisionTransformer:

@@ -17,12 +17,7 @@ SMALL = ["--steps", "3", "--batch-size", "2", "--num-samples", "8", "--log-every
          "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_help_lists_every_flag(capsys):
@@ -243,3 +238,28 @@ def test_full_size_recipe_with_a_real_list_builds_a_video_dataset(tmp_path):
     dataset = build_dataset(plan["data"], model, seed=0)
     item = dataset[0]
     assert tuple(item["video"].shape) == (3, 16, 224, 224)
+
+
+@pytest.mark.slow
+def test_pretrain_mam2_with_a_vqgan_checkpoint_trains_on_codes(tmp_path):
+    import json
+
+    from maskvid_edu.tokenizers import TamingVQGANEncoder
+
+    ckpt = tmp_path / "vqgan.ckpt"
+    torch.save({"state_dict": TamingVQGANEncoder.from_preset("vqgan_imagenet_f16_1024").state_dict()}, ckpt)
+    out = tmp_path / "run"
+    assert main(["pretrain", "--method", "mam2", "--out", str(out), "--tokenizer", str(ckpt),
+                 "--model-arg", "patch=16", *SMALL]) == 0
+    first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    # cross-entropy over 1024 codes starts near ln(1024) ≈ 6.9, far from a pixel MSE
+    assert first["loss_appearance"] > 3.0
+
+
+def test_tokenizer_flag_is_for_mam2_and_names_a_missing_file(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--out", str(tmp_path / "a"), "--tokenizer", str(tmp_path / "none.ckpt")])
+    assert "--tokenizer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--method", "mam2", "--out", str(tmp_path / "b"), "--tokenizer", str(tmp_path / "none.ckpt")])
+    assert "none.ckpt" in capsys.readouterr().err

@@ -24,12 +24,7 @@ TINY = ["--model", "videomae_vit_demo"] + [
 QUIET = ["--device", "cpu", "--seed", "0"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -106,12 +106,7 @@ def worker(out: Path) -> None:
         dist.destroy_process_group()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available in this build")

@@ -18,12 +18,7 @@ GRID, TUBELET, PATCH = (2, 2, 2), 2, 8
 PATCH_DIM = TUBELET * PATCH * PATCH * 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,13 +22,7 @@ from maskvid_edu.data.transforms import denormalize, normalize
 SMALL = SyntheticConfig(num_frames=8, size=48, num_samples=64, seed=7)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Clips are small tensors: one intra-op thread is fastest, and robust on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_same_seed_and_index_give_the_same_clip_and_others_differ():

@@ -17,13 +17,7 @@ from maskvid_edu.tokenizers import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # small convs are fastest on one thread, and the machine is shared
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _demo(**overrides) -> VQVAE:

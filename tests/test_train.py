@@ -95,13 +95,7 @@ class Clips(torch.utils.data.Dataset):
         return {"video": self.videos[i], "label": i % 3}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: intra-op threads only add overhead (and stall badly on a busy machine)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(seed: int = 0, **kw) -> TinyMAE:
