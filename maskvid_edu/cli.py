@@ -286,27 +286,11 @@ def build_dataset(data: dict, model, seed: int):
 
 
 def loss_curve_figure(history: list[dict], title: str = "", dpi: int = DPI) -> Figure:
-    """The loss and every loss term of a run's history against the optimizer step."""
-    fig = Figure(figsize=(6, 3.4), dpi=dpi)
-    ax = fig.add_subplot()
-    if not history:
-        raise ValueError("history is empty: nothing to plot")
-    steps = [r["step"] for r in history]
-    keys = ["loss"] + [k for k in history[0] if k.startswith("loss_")]
-    for k in keys:
-        values = [r[k] for r in history]
-        if k != "loss" and np.allclose(values, [r["loss"] for r in history]):
-            continue  # a term equal to the total loss adds nothing
-        ax.plot(steps, values, label=k, lw=1.6 if k == "loss" else 1.0)
-    if all(r["loss"] > 0 for r in history):
-        ax.set_yscale("log")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (mean over the log interval)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    """The loss and every loss term of a run's history against the optimizer step
+    (:func:`maskvid_edu.widgets.render_training_curves`, the figure the notebooks show too)."""
+    from .widgets import render_training_curves
+
+    return render_training_curves(history, title=title, dpi=dpi)
 
 
 def _pixel_target_normalization(model) -> str:
