@@ -380,6 +380,25 @@ def _figure_to_png(fig: Figure, dpi: int = DPI) -> bytes:
 # --------------------------------------------------------------------------------------------
 
 
+def _assemble(controls: dict, image, render):
+    """Wire every control to ``render``, draw the first view and box them: the layout that
+    :func:`show` and every explorer of this module share.
+
+    ``render(change=None)`` must set ``image.value`` (PNG bytes). Returns an ``ipywidgets.VBox``
+    ``(controls row, image)`` with ``.controls`` (name → control) and ``.image``.
+    """
+    import ipywidgets as widgets
+
+    for control in controls.values():
+        control.observe(render, names="value")
+    render()
+    row = widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap"))
+    box = widgets.VBox([row, image])
+    box.controls = controls
+    box.image = image
+    return box
+
+
 def mask_explorer(
     video: torch.Tensor,
     grid=None,
@@ -438,13 +457,7 @@ def mask_explorer(
         fig = render_mask_view(clip, mask, grid, f, title=title, input_normalized=input_normalized, dpi=dpi)
         image.value = _figure_to_png(fig, dpi)
 
-    for control in controls.values():
-        control.observe(render, names="value")
-    render()
-    box = widgets.VBox([widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap")), image])
-    box.controls = controls
-    box.image = image
-    return box
+    return _assemble(controls, image, render)
 
 
 def show(explorer) -> None:
@@ -650,14 +663,7 @@ def dissipation_viewer(
                                             f"(stride {prof['dense'][i]['stride']})", dpi=dpi)
         image_widget.value = _figure_to_png(fig, dpi)
 
-    for control in controls.values():
-        control.observe(render, names="value")
-    render()
-    box = widgets.VBox([widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap")),
-                        image_widget])
-    box.controls = controls
-    box.image = image_widget
-    return box
+    return _assemble(controls, image_widget, render)
 
 
 __all__ += ["render_dissipation", "render_dissipation_maps", "dissipation_viewer"]
@@ -990,13 +996,7 @@ def motion_explorer(
                                  gain=controls["gain"].value, input_normalized=False, dpi=dpi)
         image.value = _figure_to_png(fig, dpi)
 
-    for control in controls.values():
-        control.observe(render, names="value")
-    render()
-    box = widgets.VBox([widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap")), image])
-    box.controls = controls
-    box.image = image
-    return box
+    return _assemble(controls, image, render)
 
 
 __all__ += ["MOTION_NOTE", "difference_image", "still_map", "render_motion_targets", "render_target_views",
@@ -1147,13 +1147,7 @@ def reconstruction_explorer(
             fig = render_reconstructions(rec, f, title=f"{name}: {s} masking, ρ = {rho:.2f}", dpi=dpi)
         image.value = _figure_to_png(fig, dpi)
 
-    for control in controls.values():
-        control.observe(render, names="value")
-    render()
-    box = widgets.VBox([widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap")), image])
-    box.controls = controls
-    box.image = image
-    return box
+    return _assemble(controls, image, render)
 
 
 def render_dual_masking(
@@ -1369,13 +1363,7 @@ def propagation_viewer(
                                  input_normalized=input_normalized, panel=panel, title=title, dpi=dpi)
         image.value = _figure_to_png(fig, dpi)
 
-    for control in controls.values():
-        control.observe(render, names="value")
-    render()
-    box = widgets.VBox([widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap")), image])
-    box.controls = controls
-    box.image = image
-    return box
+    return _assemble(controls, image, render)
 
 
 __all__ += ["PROPAGATION_NOTE", "overlay_ids", "frame_jaccard", "render_propagation", "propagation_viewer"]
@@ -1501,13 +1489,7 @@ def training_curve_viewer(runs, *, metric: str = "loss", smooth: int = 1, dpi: i
                                      log_y=controls["log"].value, dpi=dpi)
         image.value = _figure_to_png(fig, dpi)
 
-    for control in controls.values():
-        control.observe(render, names="value")
-    render()
-    box = widgets.VBox([widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap")), image])
-    box.controls = controls
-    box.image = image
-    return box
+    return _assemble(controls, image, render)
 
 
 def show_source(obj) -> None:
