@@ -441,14 +441,16 @@ def _pretrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 0
     title = f"{plan['model']} on {plan['data']['source']} data, {history[-1]['step'] if history else 0} steps"
     loss_curve_figure(history, title=title).savefig(out / "loss_curve.png")
+    written = [CHECKPOINT_NAME, "metrics.jsonl", "config.yaml", "loss_curve.png"]
     try:
         generator = torch.Generator(device=next(model.parameters()).device).manual_seed(config.seed)
         reconstruction_figure(model, dataset[0]["video"], generator=generator, title=title).savefig(out / "reconstruction.png")
+        written.append("reconstruction.png")
     except ValueError as err:
         print(f"reconstruction figure skipped: {err}")
     last = history[-1] if history else {}
     print(f"done: step {last.get('step')}, loss {last.get('loss', float('nan')):.4f}; wrote {out}/"
-          f"{{{CHECKPOINT_NAME}, metrics.jsonl, config.yaml, loss_curve.png, reconstruction.png}}")
+          f"{{{', '.join(written)}}}")
     return 0
 
 
