@@ -77,7 +77,7 @@ unless it was cast): an argmin over low-precision distances would pick different
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -89,8 +89,8 @@ from ..targets import BORDER_RULES, MOTION_NORMALIZATIONS, code_targets, make_ta
 from .output import PretrainOutput
 from .registry import register, replace_config
 from .vit import (
+    EncoderFields,
     Mlp,
-    ViTConfig,
     VisionTransformer,
     _gather,
     init_weights,
@@ -108,7 +108,7 @@ CLIP_FRAMES = ("plus_one", "exact")
 
 
 @dataclass
-class MAM2Config:
+class MAM2Config(EncoderFields):
     """One MAM2 pre-training model.
 
     Encoder fields are those of :class:`~maskvid_edu.models.vit.ViTConfig` and
@@ -136,20 +136,6 @@ class MAM2Config:
     mask_ratio, mask_type: the encoder mask, ``"tube"`` at 0.9 (or ``"random"``).
     """
 
-    img_size: int = 224
-    num_frames: int = 16
-    tubelet: int = 2
-    patch: int = 16
-    in_chans: int = 3
-    dim: int = 768
-    depth: int = 12
-    heads: int = 12
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True
-    drop_path: float = 0.0
-    layer_scale_init: float | None = None
-    ln_eps: float = 1e-6
-    use_checkpoint: bool = False
     regressor_depth: int = 4
     regressor_heads: int = 12
     regressor_self_attention: bool = True
@@ -210,23 +196,12 @@ class MAM2Config:
         if self.mask_type not in ("tube", "random"):
             raise ValueError(f"mask_type must be 'tube' or 'random', got {self.mask_type!r}")
 
-    def encoder_config(self) -> ViTConfig:
-        shared = {f.name for f in fields(ViTConfig)} & {f.name for f in fields(self)}
-        return ViTConfig(**{name: getattr(self, name) for name in shared})
-
-    @property
-    def grid(self) -> tuple[int, int, int]:
-        return self.encoder_config().grid
 
     @property
     def input_frames(self) -> int:
         """Frames a clip passed to ``model(video, mask)`` must have: ``T + 1`` or ``T``."""
         return self.num_frames + 1 if self.clip_frames == "plus_one" else self.num_frames
 
-    @property
-    def patch_values(self) -> int:
-        """Values per tubelet (motion and pixel heads): ``tubelet·p·p·C``."""
-        return self.tubelet * self.patch * self.patch * self.in_chans
 
     @property
     def codes_per_token(self) -> int:

@@ -28,7 +28,7 @@ the decoder reconstructs exactly the encoder-masked tokens.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -40,7 +40,7 @@ from ..patches import NORMALIZATIONS, normalize_patches, patchify
 from .output import PretrainOutput
 from .registry import register, replace_config
 from .vit import (
-    ViTConfig,
+    EncoderFields,
     VisionTransformer,
     _gather,
     init_weights,
@@ -55,7 +55,7 @@ __all__ = ["VideoMAEConfig", "VideoMAE", "VideoMAEDecoder"]
 
 
 @dataclass
-class VideoMAEConfig:
+class VideoMAEConfig(EncoderFields):
     """One VideoMAE pre-training model.
 
     Encoder fields are those of :class:`~maskvid_edu.models.vit.ViTConfig` (img_size,
@@ -71,20 +71,6 @@ class VideoMAEConfig:
         ``"mae"`` (per patch) or ``"none"`` (raw [0, 1] pixels).
     """
 
-    img_size: int = 224
-    num_frames: int = 16
-    tubelet: int = 2
-    patch: int = 16
-    in_chans: int = 3
-    dim: int = 768
-    depth: int = 12
-    heads: int = 12
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True
-    drop_path: float = 0.0
-    layer_scale_init: float | None = None
-    ln_eps: float = 1e-6
-    use_checkpoint: bool = False
     decoder_dim: int = 384
     decoder_depth: int = 4
     decoder_heads: int = 6
@@ -110,18 +96,7 @@ class VideoMAEConfig:
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
 
-    def encoder_config(self) -> ViTConfig:
-        shared = {f.name for f in fields(ViTConfig)} & {f.name for f in fields(self)}
-        return ViTConfig(**{name: getattr(self, name) for name in shared})
 
-    @property
-    def grid(self) -> tuple[int, int, int]:
-        return self.encoder_config().grid
-
-    @property
-    def patch_values(self) -> int:
-        """Values per tubelet, the decoder's output width: ``tubelet·p·p·C``."""
-        return self.tubelet * self.patch * self.patch * self.in_chans
 
 
 class VideoMAEDecoder(nn.Module):

@@ -26,8 +26,7 @@ only the visible tubelets when given a mask (the same numbers; a tenth of the em
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -39,6 +38,7 @@ from .registry import replace_config
 
 __all__ = [
     "ViTConfig",
+    "EncoderFields",
     "VIT_SIZES",
     "vit_config",
     "sinusoid_table",
@@ -157,6 +157,45 @@ def vit_config(size: str, **overrides) -> ViTConfig:
 # --------------------------------------------------------------------------------------------
 # Position embedding: fixed, 1-D over the flattened token index
 # --------------------------------------------------------------------------------------------
+
+
+
+@dataclass
+class EncoderFields:
+    """The encoder half of a pre-training config (VideoMAE, MAM2): the fields that build its
+    :class:`VisionTransformer`, with the published ViT-B values as defaults.
+
+    Subclasses add their decoder/target fields; :meth:`encoder_config` picks out the
+    :class:`ViTConfig` (which validates them), so the encoder is defined in one place.
+    """
+
+    img_size: int = 224
+    num_frames: int = 16
+    tubelet: int = 2
+    patch: int = 16
+    in_chans: int = 3
+    dim: int = 768
+    depth: int = 12
+    heads: int = 12
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    drop_path: float = 0.0
+    layer_scale_init: float | None = None
+    ln_eps: float = 1e-6
+    use_checkpoint: bool = False
+
+    def encoder_config(self) -> ViTConfig:
+        shared = {f.name for f in fields(ViTConfig)} & {f.name for f in fields(self)}
+        return ViTConfig(**{name: getattr(self, name) for name in shared})
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        return self.encoder_config().grid
+
+    @property
+    def patch_values(self) -> int:
+        """Values per tubelet, the pixel heads' output width: ``tubelet·p·p·C``."""
+        return self.tubelet * self.patch * self.patch * self.in_chans
 
 
 def sinusoid_table(num_tokens: int, dim: int) -> torch.Tensor:
