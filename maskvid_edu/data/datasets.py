@@ -275,11 +275,13 @@ def _read_whitespace_list(list_file: Path, lines: list[str], root: Path) -> Pars
     return ParsedList(samples, bad)
 
 
-def _read_path_csv(list_file: Path, lines: list[str], root: Path) -> ParsedList:
-    samples, bad = [], []
-    rows = csv.reader(lines)
+def _csv_records(list_file: Path, lines: list[str], bad: list):
+    """``(line number, raw line, {column: value})`` for each data row of a CSV list with a header.
+
+    Blank and ``#`` lines are skipped; a row with the wrong number of columns goes to ``bad``.
+    """
     header = None
-    for no, row in enumerate(rows, 1):
+    for no, row in enumerate(csv.reader(lines), 1):
         raw = lines[no - 1] if no - 1 < len(lines) else ""
         if not raw.strip() or raw.lstrip().startswith("#"):
             continue
@@ -289,7 +291,12 @@ def _read_path_csv(list_file: Path, lines: list[str], root: Path) -> ParsedList:
         if len(row) != len(header):
             bad.append(MalformedLine(str(list_file), no, raw, f"expected {len(header)} columns {header}, got {len(row)}"))
             continue
-        rec = dict(zip(header, (c.strip() for c in row)))
+        yield no, raw, dict(zip(header, (c.strip() for c in row)))
+
+
+def _read_path_csv(list_file: Path, lines: list[str], root: Path) -> ParsedList:
+    samples, bad = [], []
+    for no, raw, rec in _csv_records(list_file, lines, bad):
         if not rec["path"]:
             bad.append(MalformedLine(str(list_file), no, raw, "empty path"))
             continue
@@ -305,18 +312,7 @@ def _read_path_csv(list_file: Path, lines: list[str], root: Path) -> ParsedList:
 
 def _read_kinetics_csv(list_file: Path, lines: list[str], root: Path, classes, ext: str) -> ParsedList:
     rows, bad = [], []
-    header = None
-    for no, row in enumerate(csv.reader(lines), 1):
-        raw = lines[no - 1] if no - 1 < len(lines) else ""
-        if not raw.strip() or raw.lstrip().startswith("#"):
-            continue
-        if header is None:
-            header = [h.strip().lower() for h in row]
-            continue
-        if len(row) != len(header):
-            bad.append(MalformedLine(str(list_file), no, raw, f"expected {len(header)} columns, got {len(row)}"))
-            continue
-        rec = dict(zip(header, (c.strip() for c in row)))
+    for no, raw, rec in _csv_records(list_file, lines, bad):
         try:
             start, end = int(float(rec["time_start"])), int(float(rec["time_end"]))
         except ValueError:
