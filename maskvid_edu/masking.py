@@ -44,6 +44,7 @@ __all__ = [
     "pair_mask",
     "running_cell_mask",
     "make_mask",
+    "mask_count",
     "MASKERS",
     "check_mask",
     "gather_tokens",
@@ -216,16 +217,44 @@ def make_mask(strategy: str, batch: int, grid: Grid, ratio: float, *, generator=
     return MASKERS[strategy](batch, grid, ratio, generator=generator, device=device)
 
 
+def mask_count(strategy: str, grid: Grid, ratio: float) -> int:
+    """How many tokens per sample ``make_mask(strategy, ·, grid, ratio)`` sets True.
+
+    Known before any mask exists, from the rule of each strategy: ``floor(ρ·N)`` (random),
+    ``t·floor(ρ·h·w)`` (tube), ``floor(ρ·t)·h·w`` (frame), ``t·(h·w/4)·floor(4ρ)`` (running
+    cell). A model that takes its count from here instead of from the mask's contents never
+    waits for the device (see :func:`check_mask`).
+    """
+    t, h, w = _check_grid(grid)
+    if strategy == "random":
+        return num_masked(t * h * w, ratio)
+    if strategy == "tube":
+        return t * num_masked(h * w, ratio)
+    if strategy == "frame":
+        return num_masked(t, ratio) * h * w
+    if strategy == "running_cell":
+        return t * (h // 2) * (w // 2) * math.floor(round(4 * _check_ratio(ratio), 9))
+    raise ValueError(f"strategy must be one of {sorted(MASKERS)}, got {strategy!r}")
+
+
 # --------------------------------------------------------------------------------------------
 # Using a mask
 # --------------------------------------------------------------------------------------------
 
 
-def check_mask(mask: torch.Tensor, num_tokens: int | None = None, name: str = "mask") -> int:
+def check_mask(mask: torch.Tensor, num_tokens: int | None = None, name: str = "mask", *,
+               count: int | None = None) -> int:
     """Validate a mask and return its number of masked tokens per sample.
 
     A mask must be a bool tensor ``(B, N)`` (``N = num_tokens`` when given) with the same count
     of True in every row. Raises ``ValueError`` naming what is wrong otherwise.
+
+    Reading the count from the mask copies a number from the device to the host: on a GPU
+    the Python thread waits until every queued kernel has run, and the GPU then idles while the
+    next kernels are launched. A training loop that draws its masks with a known rule passes the
+    expected ``count`` (:func:`mask_count`) instead: the shape checks stay, and the per-row
+    counts are verified *on the device* by ``torch._assert_async`` — an error on the CPU at once,
+    a device-side assertion on CUDA — without waiting.
     """
     if not isinstance(mask, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of dtype bool, got {type(mask).__name__}")
@@ -236,31 +265,38 @@ def check_mask(mask: torch.Tensor, num_tokens: int | None = None, name: str = "m
     if num_tokens is not None and mask.shape[1] != num_tokens:
         raise ValueError(f"{name} must have N = {num_tokens} tokens per sample, got {mask.shape[1]}")
     counts = mask.sum(dim=1)
+    if count is not None:
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= mask.shape[1]:
+            raise ValueError(f"count must be an int in [0, {mask.shape[1]}], got {count!r}")
+        torch._assert_async((counts == count).all(), f"{name} must hide exactly {count} tokens in every sample")
+        return count
     if mask.shape[0] and bool((counts != counts[0]).any()):
         raise ValueError(f"{name} must mask the same number of tokens in every sample, got counts {counts.tolist()}")
     return int(counts[0]) if mask.shape[0] else 0
 
 
-def gather_tokens(x: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
+def gather_tokens(x: torch.Tensor, select: torch.Tensor, count: int | None = None) -> torch.Tensor:
     """Keep the tokens where ``select`` is True, in raster order.
 
     x: ``(B, N, ...)``; select: bool ``(B, N)`` with equal counts ``K`` → ``(B, K, ...)``.
     """
-    k = check_mask(select, x.shape[1], name="select")
+    k = check_mask(select, x.shape[1], name="select", count=count)
     # a stable sort of ~select puts the selected indices first, still in raster order
     idx = torch.argsort((~select).to(torch.uint8), dim=1, stable=True)[:, :k]  # (B, K)
     idx = idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
     return torch.gather(x, 1, idx)
 
 
-def visible_tokens(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``(B, N, D)`` → ``(B, N_vis, D)``: the tokens the encoder sees, in raster order."""
-    return gather_tokens(x, ~mask if mask.dtype == torch.bool else mask)
+def visible_tokens(x: torch.Tensor, mask: torch.Tensor, masked_count: int | None = None) -> torch.Tensor:
+    """``(B, N, D)`` → ``(B, N_vis, D)``: the tokens the encoder sees, in raster order.
+    ``masked_count``: the known number of hidden tokens per sample (see :func:`check_mask`)."""
+    count = None if masked_count is None else mask.shape[1] - masked_count
+    return gather_tokens(x, ~mask if mask.dtype == torch.bool else mask, count)
 
 
-def masked_tokens(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_tokens(x: torch.Tensor, mask: torch.Tensor, masked_count: int | None = None) -> torch.Tensor:
     """``(B, N, D)`` → ``(B, N_mask, D)``: the hidden tokens, in raster order (targets)."""
-    return gather_tokens(x, mask)
+    return gather_tokens(x, mask, masked_count)
 
 
 def merge_tokens(visible: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -144,15 +144,14 @@ class SparseMap:
     def __add__(self, other: "SparseMap") -> "SparseMap":
         if not isinstance(other, SparseMap):
             return NotImplemented
-        if self.active is not other.active and not _same_active(self.active, other.active):
-            raise ValueError("cannot add SparseMaps with different active sites")
+        if self.active is not other.active:
+            a, b = self.active, other.active
+            if (a is None) != (b is None) or (a is not None and a.shape != b.shape):
+                raise ValueError("cannot add SparseMaps with different active sites")
+            if a is not None:  # equal contents, asserted on the device: no host synchronisation
+                # (on the CPU the assertion fails at once, as a RuntimeError naming the problem)
+                torch._assert_async((a == b).all(), "cannot add SparseMaps with different active sites")
         return SparseMap(self.features + other.features, self.active, clean=self.clean and other.clean)
-
-
-def _same_active(a: Tensor | None, b: Tensor | None) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return a.shape == b.shape and bool(torch.equal(a, b))
 
 
 def _remask(features: Tensor, active: Tensor | None) -> Tensor:
@@ -512,9 +511,8 @@ class SparseBatchNorm2d(nn.BatchNorm2d):
         if f.dtype in (torch.float16, torch.bfloat16):  # statistics in float32, as autocast does for BN
             f = f.float()
         if use_batch_stats:
-            n = int(x.active.sum())
-            if n < 2:
-                raise ValueError(f"SparseBatchNorm2d needs at least 2 visible sites in training, got {n}")
+            n = x.active.sum().to(f.dtype)  # a device tensor: no host synchronisation
+            torch._assert_async(n >= 2, "SparseBatchNorm2d needs at least 2 visible sites in training")
             mean = f.sum(dim=(0, 1, 2)) / n  # (C,)
             var = (f - mean).masked_fill(~vis, 0.0).square().sum(dim=(0, 1, 2)) / n  # (C,) biased
             if self.training and running_mean is not None:

@@ -4,7 +4,10 @@ Every model of the library follows one contract — ``model.make_mask(video, gen
 the method's mask, ``model(video, mask)`` returns a :class:`~maskvid_edu.models.output.PretrainOutput`
 with a scalar ``loss`` and named ``terms`` — so a single loop trains VideoMAE, VideoMAC and MAM2
 and logs their losses without knowing which is which. Models with an EMA target also expose
-``model.on_optimizer_step(step, total_steps)``, called once after every optimizer step.
+``model.on_optimizer_step(step, total_steps)``, called once after every optimizer step, and
+models with a ``fixed_mask_count`` attribute have it set to True while training: the trainer
+only feeds masks from ``make_mask``, so the model may take the number of hidden tokens from its
+config instead of reading it back from the device.
 
 What one optimizer step does (``accum_steps`` micro-batches of ``batch_size`` clips each)::
 
@@ -33,16 +36,25 @@ Engineering that the loop takes care of:
   would stall a GPU pipeline on every iteration). A non-finite loss is recorded on the device
   too (the first bad step and its loss terms) and raised as :class:`FloatingPointError` at the
   next log or checkpoint, *before* anything is written — the last good checkpoint stays intact.
+  Masks are drawn on the device and, with ``fixed_mask_count`` (above), no model reads a mask's
+  count back (``tests/test_sync_free.py`` runs every model's step on value-less fake tensors);
+  on CUDA, batches arrive in pinned memory with ``non_blocking=True`` copies, and AdamW is fused.
 - **Exact resume.** A checkpoint holds the model (with any EMA target), optimizer, scheduler,
   gradient scaler, every random state (torch, CUDA, numpy, Python, the mask generator — one set
   per rank) and the step. The data order is a function of ``(seed, epoch)`` only, and a resumed
-  run skips the micro-batches already consumed in the current epoch, so on CPU "train N steps"
+  run skips the clips already consumed in the current epoch, so on CPU "train N steps"
   and "train k steps, stop, resume, finish" give bit-identical weights.
+- **Resume on another number of processes.** The checkpoint keeps the data position as a
+  *global* count of clips consumed in the epoch, not a per-process batch index, so a run
+  stopped on 8 GPUs can continue on 4 from the very next clip. Keep the effective batch by
+  trading processes for accumulation (8 × 32 → 4 × 32 × 2 accumulation steps): every step then
+  averages the gradient over the same clips. Only the per-process random streams (masks,
+  dropout) cannot carry over; they are re-seeded, with a warning.
 - **Atomic checkpoints.** Written to a temporary file in the same folder, flushed, then renamed
   over the old one with ``os.replace``: a crash while writing never leaves a truncated file.
 - **AMP** (``"bf16"``, or ``"fp16"`` with a gradient scaler on CUDA), **torch.compile**, and
-  **DDP** when launched with ``torchrun`` (one process per device, ``DistributedSampler``,
-  logging and checkpoints on rank 0 only).
+  **DDP** when launched with ``torchrun`` (one process per device, each reading its own shard
+  of every epoch's permutation, logging and checkpoints on rank 0 only).
 
 Files in ``out_dir``: ``checkpoint.pt`` (latest, overwritten atomically), ``metrics.jsonl`` and,
 with ``tensorboard=True``, TensorBoard event files. A ``metrics.jsonl`` record (one per
@@ -70,7 +82,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from .checkpoints import save_checkpoint
 from .utils import resolve_device
@@ -101,8 +113,8 @@ AMP_MODES = ("none", "bf16", "fp16")
 # Fields that change how a run is executed or recorded, not the numbers it produces. They may
 # differ between a checkpoint and the run that resumes or reloads it.
 _RUN_ONLY_FIELDS = frozenset(
-    {"out_dir", "log_every", "ckpt_every", "num_workers", "num_threads", "tensorboard", "progress", "device",
-     "compile"}
+    {"out_dir", "log_every", "ckpt_every", "num_workers", "prefetch_factor", "num_threads", "tensorboard",
+     "progress", "device", "compile", "fused_optimizer", "channels_last"}
 )
 
 
@@ -136,6 +148,13 @@ class TrainConfig:
     processes; ``num_threads`` intra-op CPU threads while training (None: leave torch's setting;
     small models on a busy machine often run much faster with 1); ``tensorboard`` also write TensorBoard scalars; ``progress`` show a tqdm bar;
     ``find_unused_parameters`` passed to DDP for models whose forward skips some parameters.
+
+    Speed (none of these changes what is computed, only how): ``fused_optimizer`` runs AdamW as
+    one fused kernel over all parameters (None: on CUDA only; the CPU kernel exists too, see
+    ``maskvid-edu bench --what optim``); ``channels_last`` stores ConvNet weights, hence their
+    activations, as NHWC (what tensor-core convolutions want on a GPU); ``prefetch_factor``
+    batches each loader worker keeps ready (with ``num_workers > 0``). On CUDA, batches come in
+    pinned host memory and are copied with ``non_blocking=True``, and masks are drawn on the device.
     """
 
     steps: int | None = None
@@ -158,10 +177,13 @@ class TrainConfig:
     log_every: int = 10
     ckpt_every: int | None = None
     num_workers: int = 0
+    prefetch_factor: int = 2
     num_threads: int | None = None
     tensorboard: bool = False
     progress: bool = True
     find_unused_parameters: bool = False
+    fused_optimizer: bool | None = None
+    channels_last: bool = False
 
     def __post_init__(self):
         if isinstance(self.betas, list):
@@ -225,6 +247,12 @@ class TrainConfig:
         positive_int("log_every")
         positive_int("ckpt_every", allow_none=True)
         positive_int("num_threads", allow_none=True)
+        positive_int("prefetch_factor")
+        for name in ("channels_last", "find_unused_parameters"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"TrainConfig.{name} must be True or False, got {getattr(self, name)!r}")
+        if self.fused_optimizer not in (None, True, False):
+            raise ValueError(f"TrainConfig.fused_optimizer must be True, False or None (auto), got {self.fused_optimizer!r}")
         if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise ValueError(f"TrainConfig.num_workers must be an int >= 0, got {self.num_workers!r}")
         if self.out_dir is not None and not isinstance(self.out_dir, str):
@@ -392,27 +420,42 @@ def _numpy_state_from_tensors(d: dict):
     return (d["name"], d["keys"].numpy().astype(np.uint32), d["pos"], d["has_gauss"], d["cached_gaussian"])
 
 
-class _ResumableSampler(DistributedSampler):
-    """``DistributedSampler`` whose epoch can start part-way through.
+class _ResumableSampler(torch.utils.data.Sampler):
+    """Per-rank shard of a seeded permutation; an epoch can start part-way through.
 
-    The order of epoch ``e`` depends only on ``(seed, e)`` (a ``torch.Generator`` seeded with
-    ``seed + e``), so a resumed run sees the same order and skips the ``start`` indices this
-    rank already consumed.
+    Epoch ``e`` orders the dataset by ``randperm(n)`` drawn from a generator seeded with
+    ``seed + e`` (the permutation ``DistributedSampler`` draws) and cuts it to
+    ``usable = ⌊n / W⌋ · W`` positions for ``W`` processes. Rank ``r`` takes the positions
+    ``start + r, start + r + W, start + r + 2W, …`` (each rank the same number), so after every
+    rank has consumed ``k`` indices the whole world has consumed exactly the first
+    ``start + k·W`` positions of the permutation. That makes ``start`` — a *global* position —
+    the only thing a resumed run needs, whatever its number of processes: a run stopped on 8
+    processes can continue on 4 (or 1) from the very next clip of the same order.
     """
 
     def __init__(self, dataset, num_replicas: int, rank: int, seed: int):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.n = len(dataset)
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.seed = seed
+        self.usable = self.n // num_replicas * num_replicas
+        self.epoch = 0
         self.start = 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
-        super().set_epoch(epoch)
+        if not 0 <= start <= self.usable:
+            raise ValueError(f"start position {start} is outside this epoch's {self.usable} positions")
+        self.epoch = epoch
         self.start = start
 
     def __iter__(self):
-        return iter(list(super().__iter__())[self.start :])
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.n, generator=g)[: self.usable]  # (usable,)
+        mine = order[self.start + self.rank :: self.num_replicas][: len(self)]  # equal counts on every rank
+        return iter(mine.tolist())
 
     def __len__(self) -> int:
-        return self.num_samples - self.start
+        return (self.usable - self.start) // self.num_replicas
 
 
 # ---------------------------------------------------------------------------------------------
@@ -505,8 +548,8 @@ class Trainer:
     def checkpoint_path(self) -> Path | None:
         return self.out_dir / CHECKPOINT_NAME if self.out_dir is not None else None
 
-    def _seed_everything(self) -> None:
-        s = _derive_seed(self.config.seed, self.rank, _STREAM_GLOBAL)
+    def _seed_everything(self, *extra: int) -> None:
+        s = _derive_seed(self.config.seed, self.rank, _STREAM_GLOBAL, *extra)
         torch.manual_seed(s)
         np.random.seed(s % 2**32)
         random.seed(s)
@@ -517,9 +560,10 @@ class Trainer:
         dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
-    def _epoch_iterator(self, epoch: int, start_batch: int):
-        """Iterator over epoch ``epoch``'s micro-batches, starting at batch ``start_batch``."""
-        self.sampler.set_epoch(epoch, start=start_batch * self.config.batch_size)
+    def _epoch_iterator(self, epoch: int, position: int):
+        """Iterator over epoch ``epoch``'s micro-batches from global position ``position`` (the
+        number of clips of this epoch's order that all processes together have consumed)."""
+        self.sampler.set_epoch(epoch, start=position)
         loader_gen = torch.Generator().manual_seed(_derive_seed(self.config.seed, self.rank, _STREAM_LOADER, epoch))
         loader = DataLoader(
             self.dataset,
@@ -527,7 +571,8 @@ class Trainer:
             sampler=self.sampler,
             num_workers=self.config.num_workers,
             collate_fn=self.collate_fn,
-            pin_memory=self.device.type == "cuda",
+            pin_memory=self.device.type == "cuda",  # page-locked buffers: the copy to the GPU can overlap
+            prefetch_factor=self.config.prefetch_factor if self.config.num_workers > 0 else None,
             drop_last=True,
             generator=loader_gen,  # worker seeds; keeps torch's global RNG untouched
         )
@@ -565,12 +610,19 @@ class Trainer:
         self.distributed = dist.is_initialized() and dist.get_world_size() > 1
 
         self.model.to(self.device)
+        if getattr(self.model, "fixed_mask_count", None) is not None:  # masks come from make_mask only
+            self._fixed_before = self.model.fixed_mask_count
+            self.model.fixed_mask_count = True
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)  # 4-D weights only; activations follow
         self.model.train()
         groups = param_groups(self.model, cfg.weight_decay)
         if not groups[0]["params"] and not groups[1]["params"]:
             raise ValueError("model has no trainable parameters (every requires_grad is False)")
         self.params = groups[0]["params"] + groups[1]["params"]
-        self.optimizer = torch.optim.AdamW(groups, lr=self.peak_lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        fused = cfg.fused_optimizer if cfg.fused_optimizer is not None else self.device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(groups, lr=self.peak_lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
+                                           fused=fused or None)
         self.schedule = _WarmupCosine(self.total_steps, self.peak_lr, cfg.min_lr, self.warmup_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
@@ -609,13 +661,26 @@ class Trainer:
         else:
             path = Path(resume)
         ckpt = load_checkpoint(path, map_location="cpu")
-        diff = _config_differences(ckpt["config"], self.config.to_dict())
+        saved_cfg, data = ckpt["config"], ckpt.get("data", {})
+        saved_world = int(data.get("world_size", 1))
+        diff = _config_differences(saved_cfg, self.config.to_dict())
+        saved_batch = saved_cfg["batch_size"] * saved_cfg["accum_steps"] * saved_world
+        if saved_batch == self.effective_batch:
+            # the same effective batch split differently (e.g. fewer GPUs, more accumulation):
+            # every optimizer step still averages the gradient over the same clips
+            diff = [k for k in diff if k not in ("batch_size", "accum_steps")]
         if diff:
             warnings.warn(
                 f"resuming from {str(path)!r} with a config that differs in {diff}: the run will not "
                 "reproduce an uninterrupted one",
                 stacklevel=3,
             )
+        if saved_world != self.world_size and saved_batch == self.effective_batch and not diff:
+            # only the layout changed: keep the schedule's length and warm-up in optimizer steps
+            # (an epoch count converts to slightly different step counts on another layout)
+            saved_schedule = (ckpt["scheduler"].get("lr_lambdas") or [None])[0] or {}
+            self.total_steps = int(ckpt.get("total_steps", self.total_steps))
+            self.warmup_steps = int(saved_schedule.get("warmup_steps", self.warmup_steps))
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -634,12 +699,18 @@ class Trainer:
             self._set_rng_state(rng[self.rank])
         else:
             warnings.warn(
-                f"checkpoint was written by {len(rng)} process(es), this run has {self.world_size}: "
-                "random states are re-seeded, the data order per rank changes",
+                f"checkpoint was written by {len(rng)} process(es), this run has {self.world_size}: the data "
+                "order continues where it stopped, but the per-process random streams (masks, dropout, "
+                "augmentation) are re-seeded, so the run continues statistically, not bitwise, like the original",
                 stacklevel=3,
             )
-            self._seed_everything()
+            self._seed_everything(ckpt["step"])
             self.mask_generator.manual_seed(_derive_seed(self.config.seed, self.rank, _STREAM_MASK, ckpt["step"]))
+        self._data_epoch = int(data.get("epoch", 0))
+        if "position" in data:
+            self._data_position = int(data["position"])
+        else:  # checkpoints written before positions were global: batches consumed per process
+            self._data_position = int(data.get("batch_in_epoch", 0)) * saved_cfg["batch_size"] * saved_world
         self.history = list(ckpt.get("history", []))
         self._elapsed_before = float(ckpt.get("elapsed", 0.0))
         return int(ckpt["step"])
@@ -735,7 +806,6 @@ class Trainer:
         else:
             states = [rng]
         if self.is_main and self.checkpoint_path is not None:
-            micro = step * self.config.accum_steps
             ckpt = {
                 "format": CHECKPOINT_FORMAT,
                 "step": step,
@@ -749,9 +819,10 @@ class Trainer:
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                 "rng": states,
                 "data": {
-                    "epoch": micro // self.batches_per_epoch,
-                    "batch_in_epoch": micro % self.batches_per_epoch,
+                    "epoch": self._data_epoch,
+                    "position": self._data_position,  # clips of this epoch's order consumed, all ranks
                     "batches_per_epoch": self.batches_per_epoch,
+                    "batch_size": self.config.batch_size,
                     "world_size": self.world_size,
                 },
                 "history": self.history,
@@ -781,6 +852,7 @@ class Trainer:
             raise ValueError(f"stop_at must be a positive int or None, got {stop_at!r}")
         threads_before = torch.get_num_threads()
         self._owns_process_group = False
+        self._fixed_before = None
         self.writer = None
         try:
             if cfg.num_threads is not None:
@@ -797,6 +869,7 @@ class Trainer:
                 self._seed_everything()
                 self.mask_generator.manual_seed(_derive_seed(cfg.seed, self.rank, _STREAM_MASK))
                 self.history = []
+                self._data_epoch, self._data_position = 0, 0
             if self.is_main and self.out_dir is not None:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 with open(self.out_dir / METRICS_NAME, "w", encoding="utf-8") as f:  # rewrite what the checkpoint knows
@@ -808,15 +881,19 @@ class Trainer:
                 self.writer.close()
             if self._owns_process_group and dist.is_initialized():
                 dist.destroy_process_group()
+            if self._fixed_before is not None:
+                self.model.fixed_mask_count = self._fixed_before
             torch.set_num_threads(threads_before)
         return self.history
 
     def _run(self, step: int, end: int, tqdm) -> None:
         cfg = self.config
         accum = cfg.accum_steps
-        micro = step * accum
-        epoch, start_batch = divmod(micro, self.batches_per_epoch)
-        batches = self._epoch_iterator(epoch, start_batch)
+        clips_per_micro = cfg.batch_size * self.world_size  # global positions one micro-batch consumes
+        clips_per_epoch = self.batches_per_epoch * clips_per_micro
+        if self._data_position + clips_per_micro > self.sampler.usable:  # no full batch left in this epoch
+            self._data_epoch, self._data_position = self._data_epoch + 1, 0
+        batches = self._epoch_iterator(self._data_epoch, self._data_position)
         self._reset_window()
         self._t0 = self._t_window = time.perf_counter()
         pbar = tqdm(total=self.total_steps, initial=step, desc="pretrain", dynamic_ncols=True,
@@ -829,18 +906,18 @@ class Trainer:
                         try:
                             batch = next(batches)
                         except StopIteration:
-                            epoch += 1
-                            batches = self._epoch_iterator(epoch, 0)
+                            self._data_epoch, self._data_position = self._data_epoch + 1, 0
+                            batches = self._epoch_iterator(self._data_epoch, 0)
                             batch = next(batches)
+                        self._data_position += clips_per_micro
                         if self._count_skips(batch):
                             break
                     self._micro_step(batch, step, last=k == accum - 1)
-                    micro += 1
                 self._optimizer_step(step)
                 step += 1
                 pbar.update(1)
                 if step % cfg.log_every == 0 or step == end:
-                    self._log(step, micro / self.batches_per_epoch, lr, pbar)
+                    self._log(step, self._data_epoch + self._data_position / clips_per_epoch, lr, pbar)
                 if self.out_dir is not None and (
                     step == end or (cfg.ckpt_every is not None and step % cfg.ckpt_every == 0)
                 ):
@@ -862,7 +939,9 @@ class Trainer:
         """Forward + backward on one micro-batch. No host synchronisation."""
         if not isinstance(batch, dict) or "video" not in batch:
             raise ValueError("dataset items must be dicts with a 'video' (C, T, H, W) tensor")
-        video = batch["video"].to(self.device, non_blocking=True)  # (B, C, T, H, W)
+        video = batch["video"].to(self.device, non_blocking=True)  # (B, C, T, H, W) or (B, R, C, T, H, W)
+        if video.ndim == 6:  # repeated sampling: R augmented views of each decoded clip
+            video = video.flatten(0, 1)  # (B·R, C, T, H, W)
         mask = self.model.make_mask(video, generator=self.mask_generator)  # (B, N) bool, True = masked
         no_sync = self.ddp.no_sync() if (self.ddp is not None and not last) else contextlib.nullcontext()
         with no_sync:

@@ -6,7 +6,11 @@ runs :func:`worker`, which trains
 - ``ddp``: batch 2 per process × 2 accumulation steps × 2 processes (effective batch 8), masks
   that depend on the clip only, no dropout — to compare with one process at batch 8;
 - ``ddp_straight`` and ``ddp_cut`` (stopped after 2 of 5 steps, then resumed): random masks and
-  dropout, whose random streams differ per rank — resuming must restore every rank's state.
+  dropout, whose random streams differ per rank — resuming must restore every rank's state;
+- a change of world size: ``to_ddp`` is started by one process (batch 8), stopped after 3 of 6
+  steps and finished by two (2 × 2 × 2 accumulation); ``from_ddp`` the other way round. The
+  epoch boundary (after step 4) falls in the resumed part. Both must equal one uninterrupted
+  process, as the data position is kept in global clips.
 
 Tolerance for DDP vs one process: ``1e-6`` absolute on every weight after 4 AdamW steps (the
 gradients are the same means computed in a different order; measured 5e-8).
@@ -70,7 +74,7 @@ class TinyMAE(nn.Module):
 
 class Clips(torch.utils.data.Dataset):
     def __init__(self, n: int = 32):
-        self.v = torch.randn(n, 3, 4, 16, 16, generator=torch.Generator().manual_seed(3))
+        self.v = torch.randn(n, 3, 4, 16, 16, generator=torch.Generator().manual_seed(3))  # the first 32 never change
 
     def __len__(self):
         return len(self.v)
@@ -102,6 +106,13 @@ def worker(out: Path) -> None:
         train(build(dropout=0.3, content_mask=False), Clips(), config(out / "ddp_straight", **kw))
         train(build(dropout=0.3, content_mask=False), Clips(), config(out / "ddp_cut", **kw), stop_at=2)
         train(build(seed=9, dropout=0.3, content_mask=False), Clips(), config(out / "ddp_cut", **kw), resume=True)
+        split = dict(steps=6, batch_size=2, accum_steps=2)
+        with pytest.warns(UserWarning, match="re-seeded"):
+            train(build(seed=9), Clips(), config(out / "to_ddp", **split), resume=True)
+        train(build(), Clips(), config(out / "from_ddp", **split), stop_at=3)
+        with pytest.warns(UserWarning, match="re-seeded"):
+            train(build(seed=9), Clips(36), config(out / "epochs", steps=None, epochs=1.5, batch_size=2, accum_steps=2),
+                  resume=True)
     finally:
         dist.destroy_process_group()
 
@@ -111,6 +122,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available in this build")
 def test_two_process_ddp_matches_single_process(tmp_path):
+    train(build(), Clips(), config(tmp_path / "to_ddp", steps=6), stop_at=3)  # one process, then two
+    # 1.5 epochs of 36 clips: 6 steps at 1 × 8, but ceil(1.5 · 9 / 2) = 7 at 2 × 2 × 2: the resumed
+    # run keeps the schedule it started with
+    train(build(), Clips(36), config(tmp_path / "epochs", steps=None, epochs=1.5), stop_at=3)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            __file__, "--worker", str(tmp_path)]
@@ -137,6 +152,21 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     for a, b in zip(straight["rng"], resumed["rng"]):
         assert torch.equal(a["mask"], b["mask"])
     assert not torch.equal(straight["rng"][0]["mask"], straight["rng"][1]["mask"])  # one stream per rank
+
+    # a change of world size keeps the data position: 1 → 2 and 2 → 1 processes equal 1 throughout
+    reference = build()
+    train(reference, Clips(), config(tmp_path / "reference", steps=6))
+    with pytest.warns(UserWarning, match="re-seeded"):
+        train(build(seed=9), Clips(), config(tmp_path / "from_ddp", steps=6), resume=True)
+    for name, world in (("to_ddp", 2), ("from_ddp", 1)):
+        ckpt = load_checkpoint(tmp_path / name / CHECKPOINT_NAME)
+        assert ckpt["step"] == 6 and ckpt["data"]["world_size"] == world
+        assert (ckpt["data"]["epoch"], ckpt["data"]["position"]) == (1, 16)  # 48 clips = 1 epoch of 32 + 16
+        worst = max((ckpt["model"][k] - v).abs().max().item() for k, v in reference.state_dict().items())
+        assert worst < 1e-6, (name, worst)
+    epochs = load_checkpoint(tmp_path / "epochs" / CHECKPOINT_NAME)
+    assert epochs["step"] == epochs["total_steps"] == 6
+    assert epochs["scheduler"]["lr_lambdas"][0]["total_steps"] == 6
 
 
 if __name__ == "__main__" and "--worker" in sys.argv:

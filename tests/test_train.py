@@ -331,6 +331,12 @@ def test_bad_configs_are_clear():
         Trainer(make_model(), Clips(8), cfg(lr=None, base_lr=1e-4, min_lr=1e-3))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         train(make_model(), Clips(8), cfg(), resume="/nonexistent/ckpt.pt")
+    with pytest.raises(ValueError, match="prefetch_factor must be a positive int"):
+        TrainConfig(steps=1, prefetch_factor=0)
+    with pytest.raises(ValueError, match="fused_optimizer must be True, False or None"):
+        TrainConfig(steps=1, fused_optimizer="yes")
+    with pytest.raises(ValueError, match="channels_last must be True or False"):
+        TrainConfig(steps=1, channels_last=1)
 
 
 def test_unreadable_checkpoint_is_a_clear_error(tmp_path):
@@ -365,3 +371,74 @@ def test_torch_compile_matches_eager():
     eager = train(make_model(), Clips(16), cfg(**common))
     compiled = train(make_model(), Clips(16), cfg(compile=True, **common))
     assert [h["loss"] for h in compiled] == pytest.approx([h["loss"] for h in eager], rel=1e-4)
+
+
+def test_fused_adamw_matches_the_default_implementation():
+    # the fused kernel does the same arithmetic in another order: equal to float rounding
+    common = dict(steps=6, lr=1e-2, warmup_steps=1, clip_grad=1.0)
+    plain, fused = make_model(content_mask=True), make_model(content_mask=True)
+    train(plain, Clips(32), cfg(**common))
+    trainer = Trainer(fused, Clips(32), cfg(fused_optimizer=True, **common))
+    trainer.fit()
+    assert trainer.optimizer.defaults["fused"] is True
+    worst = max((plain.state_dict()[k] - v).abs().max().item() for k, v in fused.state_dict().items())
+    assert 0 < worst < 1e-6 or worst == 0, worst
+
+
+class _RepeatedViews(torch.utils.data.Dataset):
+    """Each item holds ``R`` views ``(R, C, T, H, W)``, as ``VideoDataset(num_repeats=R)`` returns."""
+
+    def __init__(self, clips: Clips, repeats: int):
+        self.clips, self.repeats = clips, repeats
+
+    def __len__(self):
+        return len(self.clips) // self.repeats
+
+    def __getitem__(self, i):
+        views = [self.clips[i * self.repeats + r]["video"] for r in range(self.repeats)]
+        return {"video": torch.stack(views)}  # (R, C, T, H, W)
+
+
+def test_repeated_views_are_flattened_into_the_batch():
+    # 4 items × 2 views per micro-batch: the model sees one batch of 8 clips, in item-major order
+    clips = Clips(32)
+    data = _RepeatedViews(clips, 2)
+    model = make_model(content_mask=True)
+    seen = []
+    forward = model.forward
+    model.forward = lambda video, mask: (seen.append(video.detach().clone()), forward(video, mask))[1]
+    hist = train(model, data, cfg(batch_size=4, steps=2, log_every=1))
+    assert len(hist) == 2 and all(math.isfinite(h["loss"]) for h in hist)
+    assert [v.shape for v in seen] == [torch.Size([8, 3, FRAMES, SIZE, SIZE])] * 2
+    first = seen[0].view(4, 2, 3, FRAMES, SIZE, SIZE)  # (items, views, C, T, H, W)
+    items = [next(i for i in range(len(data)) if torch.equal(data[i]["video"], first[k])) for k in range(4)]
+    assert len(set(items)) == 4  # each row of 2 views is one item, views kept together
+
+
+class _TinyConvMAE(TinyMAE):
+    """TinyMAE whose patch embedding is a strided 2-D convolution (per frame): a ConvNet layer
+    whose weights ``channels_last`` stores NHWC."""
+
+    def __init__(self):
+        super().__init__(content_mask=True)
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, video, mask):
+        B, C, T, H, W = video.shape
+        frames = video.transpose(1, 2).reshape(B * T, C, H, W)  # (B·T, C, H, W)
+        frames = frames + self.conv(frames)
+        return super().forward(frames.reshape(B, T, C, H, W).transpose(1, 2), mask)
+
+
+def test_channels_last_changes_layout_not_results():
+    common = dict(steps=3, lr=1e-2, warmup_steps=0)
+    torch.manual_seed(0)
+    a = _TinyConvMAE()
+    torch.manual_seed(0)
+    b = _TinyConvMAE()
+    train(a, Clips(32), cfg(**common))
+    train(b, Clips(32), cfg(channels_last=True, **common))
+    assert b.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not a.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    worst = max((a.state_dict()[k] - v).abs().max().item() for k, v in b.state_dict().items())
+    assert worst < 1e-6, worst

@@ -84,7 +84,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
-from ..masking import check_mask, random_mask, tube_mask
+from ..masking import check_mask, mask_count, random_mask, tube_mask
 from ..targets import BORDER_RULES, MOTION_NORMALIZATIONS, code_targets, make_targets, motion_targets
 from .output import PretrainOutput
 from .registry import register, replace_config
@@ -353,6 +353,11 @@ class MAM2(nn.Module):
     parameter names: its ``state_dict`` loads into a VideoMAE encoder and back, strictly.
     """
 
+    #: True while :class:`~maskvid_edu.train.Trainer` trains the model: every mask then comes from
+    #: :meth:`make_mask`, so its count is known from the config and is verified on the device
+    #: instead of being read back from it (no host synchronisation in the step).
+    fixed_mask_count: bool = False
+
     def __init__(self, config: MAM2Config | None = None, tokenizer: nn.Module | None = None, **overrides):
         super().__init__()
         config = replace_config(config or MAM2Config(), overrides)
@@ -483,13 +488,14 @@ class MAM2(nn.Module):
         frames, _ = self.split_clip(video)
         grid = self.encoder.token_grid(frames)
         N = grid[0] * grid[1] * grid[2]
-        M = check_mask(mask, N)
+        fixed = mask_count(c.mask_type, grid, c.mask_ratio) if self.fixed_mask_count else None
+        M = check_mask(mask, N, count=fixed)  # a known count: no host synchronisation
         if mask.shape[0] != video.shape[0]:
             raise ValueError(f"mask has batch {mask.shape[0]} but video has batch {video.shape[0]}")
-        visible_idx = token_index(~mask)  # (B, V)
-        hidden_idx = token_index(mask)  # (B, M)
+        visible_idx = token_index(~mask, N - M)  # (B, V)
+        hidden_idx = token_index(mask, M)  # (B, M)
 
-        z = self.encoder(frames, mask)  # (B, V, D)
+        z = self.encoder(frames, mask, masked_count=M)  # (B, V, D)
         pos = self.encoder.position_embedding(grid, video.device).to(z.dtype)  # (N, D)
         latent = self.regressor(z, pos[visible_idx], pos[hidden_idx])  # (B, M, D)
 
@@ -514,7 +520,7 @@ class MAM2(nn.Module):
 
         if c.w_align > 0:
             with torch.no_grad():
-                latent_target = self.encoder(frames, ~mask)  # (B, M, D): the encoder's own view of the hidden tokens
+                latent_target = self.encoder(frames, ~mask, masked_count=N - M)  # (B, M, D): the encoder's own view of the hidden tokens
             loss_align = F.mse_loss(latent.float(), latent_target.float())
             terms["loss_align"] = loss_align
             extras["latent_target"] = latent_target

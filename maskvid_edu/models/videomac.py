@@ -96,7 +96,7 @@ from torch.utils.data import Dataset
 from ..data.sampling import frame_pair
 from ..data.transforms import denormalize
 from ..ema import EMATarget, cosine_momentum, cosine_momentum_per_epoch_buggy
-from ..masking import check_mask, masked_tokens, pair_mask
+from ..masking import check_mask, mask_count, masked_tokens, pair_mask
 from ..patches import NORMALIZATIONS, denormalize_patches, normalize_patches, patchify, unpatchify
 from ..sparse import BACKENDS, to_dense, to_sparse
 from .convnextv2 import CONVNEXTV2_SIZES, MASK_PATCH, Block, build_convnextv2
@@ -300,6 +300,11 @@ class VideoMAC(nn.Module):
     ``state_dict`` so checkpoints restore it). Buffer ``ema_updates`` counts target updates.
     """
 
+    #: True while :class:`~maskvid_edu.train.Trainer` trains the model: every mask then comes from
+    #: :meth:`make_mask`, so its count is known from the config and is verified on the device
+    #: instead of being read back from it (no host synchronisation in the step).
+    fixed_mask_count: bool = False
+
     def __init__(self, config: VideoMACConfig | None = None, **overrides):
         super().__init__()
         self.config = c = replace_config(config or VideoMACConfig(), overrides)
@@ -380,21 +385,24 @@ class VideoMAC(nn.Module):
         frame1, frame2 = self.split_pair(video)  # (B, C, H, W) each
         B = video.shape[0]
         h, w = self.grid(video)
-        check_mask(mask, 2 * h * w)
+        fixed = self.fixed_mask_count  # the count from the config, checks on the device: no host sync
+        M = check_mask(mask, 2 * h * w, count=mask_count("tube", (2, h, w), c.mask_ratio) if fixed else None) // 2
         if mask.shape[0] != B:
             raise ValueError(f"mask has batch {mask.shape[0]} but video has batch {B}")
         m1, m2 = mask[:, : h * w], mask[:, h * w:]  # (B, h·w) each
-        if not torch.equal(m1, m2):
-            raise ValueError("VideoMAC's mask must be symmetric: the same patches hidden in both frames "
-                             "(its two halves differ; draw it with model.make_mask)")
+        symmetric = "VideoMAC's mask must be symmetric: the same patches hidden in both frames "
+        if fixed:
+            torch._assert_async((m1 == m2).all(), symmetric + "(draw it with model.make_mask)")
+        elif not torch.equal(m1, m2):
+            raise ValueError(symmetric + "(its two halves differ; draw it with model.make_mask)")
 
         z1, pred1 = self.online(frame1, m1)  # (B, C_enc, h, w), (B, h·w, P)
         z2, pred2 = self.target(frame2, m2)  # no gradient (EMATarget runs under torch.no_grad)
 
-        o = _at_least_float32(masked_tokens(pred1, m1))  # (B, M, P) online reconstruction of frame 1
-        t = _at_least_float32(masked_tokens(pred2, m2))  # (B, M, P) target reconstruction of frame 2
-        y1 = masked_tokens(self.targets(frame1), m1)  # (B, M, P)
-        y2 = masked_tokens(self.targets(frame2), m2)  # (B, M, P)
+        o = _at_least_float32(masked_tokens(pred1, m1, M))  # (B, M, P) online reconstruction of frame 1
+        t = _at_least_float32(masked_tokens(pred2, m2, M))  # (B, M, P) target reconstruction of frame 2
+        y1 = masked_tokens(self.targets(frame1), m1, M)  # (B, M, P)
+        y2 = masked_tokens(self.targets(frame2), m2, M)  # (B, M, P)
         loss_online = F.mse_loss(o, y1)
         loss_target = F.mse_loss(t, y2)  # constant w.r.t. every trainable parameter
         loss_consistency = F.mse_loss(o, t.detach())

@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.transforms import denormalize
-from ..masking import check_mask, running_cell_mask, tube_mask, random_mask
+from ..masking import check_mask, mask_count, running_cell_mask, tube_mask, random_mask
 from ..patches import NORMALIZATIONS, normalize_patches, patchify
 from .output import PretrainOutput
 from .registry import register, replace_config
@@ -125,6 +125,11 @@ class VideoMAE(nn.Module):
     ``model.encoder(video)`` gives features of all tokens for downstream use.
     """
 
+    #: True while :class:`~maskvid_edu.train.Trainer` trains the model: every mask then comes from
+    #: :meth:`make_mask`, so its count is known from the config and is verified on the device
+    #: instead of being read back from it (no host synchronisation in the step).
+    fixed_mask_count: bool = False
+
     def __init__(self, config: VideoMAEConfig | None = None, **overrides):
         super().__init__()
         config = replace_config(config or VideoMAEConfig(), overrides)
@@ -193,20 +198,23 @@ class VideoMAE(nn.Module):
         ``loss = mean((pred − target)²)`` over all of them, ``terms = {"loss_pixel": loss}`` and
         ``extras = {"decoded": bool (B, N)}`` marking which tokens ``pred`` covers.
         """
+        c = self.config
         grid = self.encoder.token_grid(video)
         N = grid[0] * grid[1] * grid[2]
-        check_mask(mask, N)
-        if decoder_mask is None and self.config.decoder_mask_ratio > 0:
+        fixed = self.fixed_mask_count  # counts from the config: no host synchronisation
+        M = check_mask(mask, N, count=mask_count(c.mask_type, grid, c.mask_ratio) if fixed else None)
+        if decoder_mask is None and c.decoder_mask_ratio > 0:
             decoder_mask = self.make_decoder_mask(video)
         if decoder_mask is not None:
-            check_mask(decoder_mask, N, name="decoder_mask")
-            decoded = ~decoder_mask  # V2: the decoder reconstructs what its own mask keeps
+            dropped = check_mask(decoder_mask, N, name="decoder_mask",
+                                 count=mask_count("running_cell", grid, c.decoder_mask_ratio) if fixed else None)
+            decoded, n_dec = ~decoder_mask, N - dropped  # V2: the decoder reconstructs what its own mask keeps
         else:
-            decoded = mask  # VideoMAE: the decoder reconstructs exactly the hidden tokens
-        visible_idx = token_index(~mask)  # (B, N_vis)
-        decoded_idx = token_index(decoded)  # (B, N_dec)
+            decoded, n_dec = mask, M  # VideoMAE: the decoder reconstructs exactly the hidden tokens
+        visible_idx = token_index(~mask, N - M)  # (B, N_vis)
+        decoded_idx = token_index(decoded, n_dec)  # (B, N_dec)
 
-        x = self.encoder(video, mask)  # (B, N_vis, dim)
+        x = self.encoder(video, mask, masked_count=M)  # (B, N_vis, dim)
         x = self.encoder_to_decoder(x)  # (B, N_vis, decoder_dim)
         pos = self.decoder_position_embedding(grid, video.device).to(x.dtype)  # (N, decoder_dim)
         x = torch.cat([x + pos[visible_idx], self.mask_token.to(x.dtype) + pos[decoded_idx]], dim=1)  # (B, N_vis + N_dec, decoder_dim)

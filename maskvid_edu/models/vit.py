@@ -239,13 +239,16 @@ def position_embedding(grid, dim: int, reference_grid=None, mode: str = "interpo
     return volume.reshape(dim, t * h * w).T.contiguous()  # (N, dim)
 
 
-def token_index(select: torch.Tensor) -> torch.Tensor:
+def token_index(select: torch.Tensor, count: int | None = None) -> torch.Tensor:
     """Indices of the True entries of a bool ``(B, N)`` with equal counts: ``(B, K)``, raster order.
 
     ``x[torch.arange(B)[:, None], token_index(select)]`` equals ``x[select].reshape(B, K, ...)``,
-    the official code's gather.
+    the official code's gather. With the count ``K`` known on the host the indices come from a
+    stable sort, whose output size does not depend on the data: no wait for the device.
     """
-    return select.nonzero()[:, 1].view(select.shape[0], -1)  # nonzero is row-major: sorted per row
+    if count is None:
+        return select.nonzero()[:, 1].view(select.shape[0], -1)  # nonzero is row-major: sorted per row
+    return torch.argsort((~select).to(torch.uint8), dim=1, stable=True)[:, :count]  # (B, K) selected first, in order
 
 
 def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -475,8 +478,10 @@ class VisionTransformer(nn.Module):
 
     # -- forward ---------------------------------------------------------------------------
 
-    def forward(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """video: ``(B, C, T, H, W)``; mask: bool ``(B, N)``, True = hidden, or None.
+    def forward(self, video: torch.Tensor, mask: torch.Tensor | None = None, masked_count: int | None = None) -> torch.Tensor:
+        """video: ``(B, C, T, H, W)``; mask: bool ``(B, N)``, True = hidden, or None;
+        masked_count: the number of hidden tokens per sample when the caller knows it (no host
+        synchronisation, see :func:`maskvid_edu.masking.check_mask`).
 
         Returns the normalised features of the visible tokens ``(B, N_vis, dim)`` (all ``N``
         tokens when ``mask`` is None), raster order.
@@ -488,10 +493,10 @@ class VisionTransformer(nn.Module):
             x = self.patch_embed(video)  # (B, N, dim)
             x = x + pos.to(x.dtype)
         else:
-            check_mask(mask, N)
+            M = check_mask(mask, N, count=masked_count)
             if mask.shape[0] != video.shape[0]:
                 raise ValueError(f"mask has batch {mask.shape[0]} but video has batch {video.shape[0]}")
-            visible = token_index(~mask)  # (B, N_vis)
+            visible = token_index(~mask, N - M)  # (B, N_vis)
             x = self.patch_embed(video, visible)  # (B, N_vis, dim)
             x = x + pos[visible].to(x.dtype)  # each visible token keeps its position in the full clip
         x = run_blocks(self.blocks, x, self.config.use_checkpoint and self.training)
