@@ -18,9 +18,13 @@ recipe such as ``videomae_vit_b_k400``), then the flags. A recipe file has the s
     model_overrides: {mask_ratio: 0.9}
     data: {source: synthetic, num_samples: 512}   # + any SyntheticConfig field
     train: {steps: 400, batch_size: 8, lr: 3.0e-3}  # any TrainConfig field
+    launch: {gpus: 64}                # the published run's GPU count; read by `launch` only
 
-Launch with ``torchrun --nproc_per_node N -m maskvid_edu pretrain ...`` for data-parallel
-training; the trainer picks the process group up from the environment.
+Launch with ``torchrun --standalone --nproc-per-node N -m maskvid_edu pretrain ...`` for
+data-parallel training; the trainer picks the process group up from the environment.
+``maskvid-edu launch --config NAME --nodes N --gpus-per-node G`` prints the batch, accumulation
+and learning-rate plan for a recipe on those GPUs and the exact command that runs it
+(:mod:`maskvid_edu.launch`).
 """
 
 from __future__ import annotations
@@ -37,11 +41,12 @@ import torch
 import yaml
 from matplotlib.figure import Figure
 
-__all__ = ["main", "build_parser", "resolve_pretrain", "reconstruction_figure", "loss_curve_figure", "METHODS"]
+__all__ = ["main", "build_parser", "resolve_pretrain", "load_recipe", "check_recipe", "reconstruction_figure",
+           "loss_curve_figure", "METHODS"]
 
 METHODS = ("videomae", "videomac", "mam2")
 DATA_SOURCES = ("synthetic",)
-RECIPE_SECTIONS = ("method", "model", "model_overrides", "data", "train")
+RECIPE_SECTIONS = ("method", "model", "model_overrides", "data", "train", "launch")
 # preferred demo preset per method; otherwise the first registered "<method>_*_demo"
 _PREFERRED_DEMO = {"videomae": "videomae_vit_demo"}
 DPI = 80
@@ -79,14 +84,26 @@ def load_recipe(name_or_path: str | os.PathLike) -> dict:
         recipe = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         raise ValueError(f"--config {str(name_or_path)!r} is not valid YAML: {err}") from err
+    return check_recipe(recipe, f"--config {str(name_or_path)!r}")
+
+
+def check_recipe(recipe, where: str = "recipe") -> dict:
+    """Check a recipe's sections (``where`` names it in errors); return it unchanged.
+
+    The ``launch`` section (the GPU count of the published run) is checked here but read only
+    by ``maskvid-edu launch`` (:mod:`maskvid_edu.launch`); ``pretrain`` ignores it.
+    """
+    from .launch import check_launch_section
+
     if not isinstance(recipe, dict):
-        raise ValueError(f"--config {str(name_or_path)!r} must hold a mapping with sections {RECIPE_SECTIONS}")
+        raise ValueError(f"{where} must hold a mapping with sections {RECIPE_SECTIONS}")
     unknown = sorted(set(recipe) - set(RECIPE_SECTIONS))
     if unknown:
-        raise ValueError(f"--config {str(name_or_path)!r}: unknown section(s) {unknown}; valid sections: {list(RECIPE_SECTIONS)}")
+        raise ValueError(f"{where}: unknown section(s) {unknown}; valid sections: {list(RECIPE_SECTIONS)}")
     for section in ("model_overrides", "data", "train"):
         if recipe.get(section) is not None and not isinstance(recipe[section], dict):
-            raise ValueError(f"--config {str(name_or_path)!r}: section {section!r} must be a mapping")
+            raise ValueError(f"{where}: section {section!r} must be a mapping")
+    check_launch_section(recipe.get("launch"), where)
     return recipe
 
 
@@ -419,7 +436,8 @@ def _pretrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.exit(2, f"maskvid-edu pretrain: error: {err}\n")
 
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    resolved = {**{k: plan[k] for k in ("method", "model", "model_overrides", "data")}, "train": config.to_dict()}
+    resolved = {**{k: plan[k] for k in ("method", "model", "model_overrides", "data")}, "train": config.to_dict(),
+                "launch": {"gpus": int(os.environ.get("WORLD_SIZE", "1"))}}  # the processes this run used
     if rank0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
@@ -1085,7 +1103,7 @@ def _add_downstream(sub) -> None:
 # bench: side-by-side measurements in one run, one table
 # --------------------------------------------------------------------------------------------
 
-BENCH_PARTS = ("pretrain", "flops", "sparse", "loader")
+BENCH_PARTS = ("pretrain", "flops", "sparse", "mam2", "optim", "loader")
 
 
 def _bench_rows(args) -> tuple[str, list[tuple[str, str, str, str, str]]]:
@@ -1152,6 +1170,28 @@ def _bench_rows(args) -> tuple[str, list[tuple[str, str, str, str, str]]]:
                          warmup=1, device=str(dev), print_result=False)
         rows.append(("ConvNeXt V2 step ms (fwd+bwd)", f"masked {r['sparse_s'] * 1e3:.1f}", f"dense {r['dense_s'] * 1e3:.1f}",
                      f"{r['ratio']:.2f}×", f"{sparse_name}, {sparse_size}², mask 0.6; ratio = masked / dense"))
+    if "mam2" in what or "optim" in what:
+        from . import scaling
+
+        amp = "bf16" if dtype == torch.bfloat16 else "none"
+    if "mam2" in what:  # the MAM2 step of the same size next to VideoMAE's, interleaved
+        mam2_name = model_name.replace("videomae_", "mam2_")
+        if mam2_name not in list_models():
+            raise ValueError(f"--what mam2: no MAM2 model of the size of {model_name!r} ({', '.join(list_models('mam2_'))})")
+
+        def step(name):
+            return lambda: scaling._pretrain_step(name, batch=args.batch, device=dev, amp=amp)
+
+        r = scaling.time_variants({"videomae": step(model_name), "mam2": step(mam2_name)}, steps=args.steps)
+        rows.append(("MAM2 step ms (fwd+bwd+AdamW)", f"{r[1]['ms']:.1f}", f"VideoMAE {r[0]['ms']:.1f}",
+                     f"{r[1]['vs_baseline']:.2f}×", f"{mam2_name}: appearance + motion decoders, pixel targets; "
+                                                    "ratio = MAM2 / VideoMAE"))
+    if "optim" in what:  # what each optimisation of the step buys, each against the plain step
+        variants = scaling.vit_variants(model_name, batch=args.batch, device=dev, compile=dev.type == "cuda")
+        for r in scaling.time_variants(variants, steps=args.steps)[1:]:
+            rows.append((f"step with {r['name']}", f"{r['ms']:.1f}", "default step", f"{r['vs_baseline']:.2f}×",
+                         "ms / ms of the default step (SDPA, AdamW default, fp32)"
+                         + (f"; compiling took {r['setup_s']:.0f} s" if r["name"] == "torch.compile" else "")))
     if "loader" in what:
         batches = 3 if args.quick else 10
         workers = 0 if args.quick and args.workers is None else (2 if args.workers is None else args.workers)
@@ -1192,6 +1232,9 @@ def _add_bench(sub) -> None:
         "            interleaved; median ms and peak memory\n"
         "  flops     analytic model FLOPs per step, achieved FLOP/s, fraction of the measured matmul peak (MFU)\n"
         "  sparse    ConvNeXt V2 step with the masked (sparse) path vs the dense path\n"
+        "  mam2      MAM2 step of the same size vs the VideoMAE step, interleaved\n"
+        "  optim     each optimisation of the step (AdamW kernels, SDPA, checkpointing, bf16; compile on CUDA)\n"
+        "            against the default step, interleaved\n"
         "  loader    clips/s of the synthetic dataset through a DataLoader\n"
         "Benchmarks, not tests: numbers vary with the machine and its load.",
         epilog="examples:\n"
@@ -1216,6 +1259,68 @@ def _add_bench(sub) -> None:
     p.set_defaults(func=_bench, parser=p)
 
 
+# --------------------------------------------------------------------------------------------
+# launch: the plan and the command for a recipe on several GPUs / machines
+# --------------------------------------------------------------------------------------------
+
+
+def _launch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .launch import format_plan, plan_launch, torchrun_command
+
+    try:
+        if args.root is not None and args.data is None:
+            raise ValueError("--root goes with --data: it is the folder that the list file's paths start from")
+        plan = plan_launch(args.config, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
+                           batch_size=args.batch_size, target_batch=args.target_batch)
+        out = args.out if args.out is not None else str(Path("runs") / Path(args.config).name.removesuffix(".yaml"))
+        command = torchrun_command(plan, args.config, out=out, data=args.data, root=args.root,
+                                   rdzv_endpoint=args.rdzv_endpoint, job_id=args.job_id, resume=args.resume)
+    except (ValueError, FileNotFoundError) as err:
+        message = str(err)
+        for name in ("nodes", "gpus_per_node", "batch_size", "target_batch", "rdzv_endpoint", "job_id"):
+            if message.startswith(name + " ") or message.startswith(name + ":"):
+                message = "--" + name.replace("_", "-") + message[len(name):]
+        parser.exit(2, f"maskvid-edu launch: error: {message}\n")
+    print(format_plan(plan, f"maskvid-edu launch — {args.config}", command), flush=True)
+    return 0
+
+
+def _add_launch(sub) -> None:
+    p = sub.add_parser(
+        "launch",
+        help="plan a recipe on N machines × G GPUs (accumulation, effective batch, lr) and print the command",
+        description="Print how a recipe runs on --nodes × --gpus-per-node GPUs: the accumulation steps that\n"
+        "keep the recipe's effective batch (batch per GPU × accumulation × GPUs), the peak learning\n"
+        "rate (base_lr × effective batch / 256), steps per epoch, total and warm-up steps; then the\n"
+        "exact command: maskvid-edu on one GPU, torchrun --standalone on one machine, torchrun\n"
+        "with a c10d rendezvous (the same command on every node) on several. Nothing is run.",
+        epilog="examples:\n"
+        "  maskvid-edu launch --config videomae_vit_b_k400 --gpus-per-node 8\n"
+        "  maskvid-edu launch --config videomae_vit_b_k400 --nodes 8 --gpus-per-node 8 --rdzv-endpoint node0:29500 \\\n"
+        "      --data data/kinetics400/train.csv --root data/kinetics400/train --out /shared/runs/vit_b\n"
+        "  maskvid-edu launch --config videomae_vit_b_k400 --gpus-per-node 4 --batch-size 16   # smaller GPUs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", required=True, metavar="YAML",
+                   help=f"recipe file (path, or a shipped recipe name: {', '.join(shipped_recipes()) or 'none'})")
+    p.add_argument("--nodes", type=int, default=1, metavar="N", help="machines (default 1)")
+    p.add_argument("--gpus-per-node", type=int, default=1, metavar="G", help="GPUs, i.e. processes, per machine (default 1)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="clips per GPU and micro-batch (default: the recipe's train.batch_size)")
+    p.add_argument("--target-batch", type=int, default=None, metavar="T",
+                   help="effective batch to reach (default: the recipe's batch_size × accum_steps × launch.gpus)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="the run's folder, shared by all nodes (default: runs/<recipe name>)")
+    p.add_argument("--data", default=None, metavar="LIST", help="pretrain --data: list file or folder of videos")
+    p.add_argument("--root", default=None, metavar="DIR", help="pretrain --root: folder the list's paths start from")
+    p.add_argument("--rdzv-endpoint", default=None, metavar="HOST:PORT",
+                   help="several nodes: address of one node and a free port for the c10d rendezvous")
+    p.add_argument("--job-id", default="maskvid", metavar="JOB", help="rendezvous id shared by all nodes (default maskvid)")
+    p.add_argument("--resume", action="store_true",
+                   help="add pretrain --resume: continue the run in --out (also on another number of GPUs)")
+    p.set_defaults(func=_launch, parser=p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``maskvid-edu`` argument parser (one sub-parser per command)."""
     parser = argparse.ArgumentParser(
@@ -1226,6 +1331,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pretrain(sub)
     _add_downstream(sub)
     _add_bench(sub)
+    _add_launch(sub)
     return parser
 
 

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_bench_quick_prints_one_table(capsys):
-    """All four parts at demo sizes (no timing assertions: benchmarks are not tests)."""
+    """All parts at demo sizes (no timing assertions: benchmarks are not tests)."""
     assert main(["bench", "--quick", "--no-memory", "--steps", "1", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
@@ -22,11 +22,13 @@ def test_bench_quick_prints_one_table(capsys):
     assert header == ["measurement", "maskvid_edu", "reference", "ratio", "notes"]
     body = "\n".join(lines[3:])
     for row in ("pretrain step ms", "model FLOPs per step", "achieved FLOP/s (MFU)",
-                "ConvNeXt V2 step ms", "data loader clips/s"):
+                "ConvNeXt V2 step ms", "MAM2 step ms", "step with AdamW fused", "step with activation checkpointing",
+                "data loader clips/s"):
         assert row in body, row
     assert "transformers " in body and "matmul peak" in body and "dense " in body
     assert "peak memory" not in body  # --no-memory
-    assert len(lines) == 3 + 5  # title, header, rule, one row per measurement
+    assert "torch.compile" not in body  # compiled only on CUDA
+    assert len(lines) == 3 + 5 + 1 + 6  # title, header, rule, one row per measurement (6 optimisations)
 
 
 def test_bench_flops_row_matches_the_analytic_count(capsys):
