@@ -32,7 +32,8 @@ import torch
 from .masking import tube_mask
 from .models import create
 from .models.videomae import VideoMAE
-from .utils import resolve_device
+from .scaling import _optimizer
+from .utils import resolve_device, synchronize as _sync
 
 __all__ = ["bench_pretrain", "transformers_config", "transformers_twin"]
 
@@ -86,24 +87,14 @@ def transformers_twin(model: VideoMAE, attn_implementation: str = "sdpa", copy_w
     return twin
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _autocast(device: torch.device, dtype: torch.dtype):
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _optimizer(model) -> torch.optim.Optimizer:
-    # VideoMAE's pre-training optimiser settings (the lr does not change the cost)
-    return torch.optim.AdamW(model.parameters(), lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05)
-
-
 def _step_fn(kind: str, model, video, mask, device, dtype):
-    opt = _optimizer(model)
+    opt = _optimizer(model.parameters())
     hf_video = video.transpose(1, 2).contiguous() if kind == "transformers" else None  # (B, T, C, H, W)
 
     def step() -> float:

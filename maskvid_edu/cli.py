@@ -1180,7 +1180,7 @@ def _bench_rows(args) -> tuple[str, list[tuple[str, str, str, str, str]]]:
             raise ValueError(f"--what mam2: no MAM2 model of the size of {model_name!r} ({', '.join(list_models('mam2_'))})")
 
         def step(name):
-            return lambda: scaling._pretrain_step(name, batch=args.batch, device=dev, amp=amp)
+            return lambda: scaling.training_step(name, batch=args.batch, device=dev, amp=amp)
 
         r = scaling.time_variants({"videomae": step(model_name), "mam2": step(mam2_name)}, steps=args.steps)
         rows.append(("MAM2 step ms (fwd+bwd+AdamW)", f"{r[1]['ms']:.1f}", f"VideoMAE {r[0]['ms']:.1f}",

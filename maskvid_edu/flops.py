@@ -37,7 +37,7 @@ import time
 import torch
 
 from .masking import num_masked
-from .utils import resolve_device
+from .utils import resolve_device, synchronize
 
 __all__ = [
     "vit_block_flops",
@@ -170,17 +170,13 @@ def measured_matmul_peak(device: str | torch.device = "auto", dtype: torch.dtype
     a = torch.randn(size, size, generator=g).to(device=dev, dtype=dtype)
     b = torch.randn(size, size, generator=g).to(device=dev, dtype=dtype)
 
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-
     a @ b  # warm-up: kernel selection, thread pool start
-    sync()
+    synchronize(dev)
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         a @ b
-        sync()
+        synchronize(dev)
         best = min(best, time.perf_counter() - t0)
     return _matmul(size, size, size) / best
 

@@ -33,9 +33,9 @@ import torch
 
 from .flops import videomae_pretrain_flops
 from .models import create
-from .utils import resolve_device
+from .utils import resolve_device, synchronize as _sync
 
-__all__ = ["model_sizes", "measure_step", "time_variants", "vit_variants", "convnet_variants",
+__all__ = ["model_sizes", "training_step", "measure_step", "time_variants", "vit_variants", "convnet_variants",
            "format_variants", "predicted_step_seconds", "memory_sweep", "plot_memory_sweep", "plot_step_times"]
 
 Variant = Callable[[], Callable[[], None]]
@@ -76,7 +76,7 @@ def model_sizes(names, *, batch: int = 1, mask_ratio: float | None = None) -> li
 
 
 def _optimizer(params, impl: str = "default") -> torch.optim.Optimizer:
-    """VideoMAE's AdamW; ``impl``: ``"default"`` (PyTorch's choice for the device), ``"forloop"``,
+    """VideoMAE's pre-training AdamW (the lr does not change the cost); ``impl``: ``"default"`` (PyTorch's choice for the device), ``"forloop"``,
     ``"foreach"`` (one kernel per operation over all tensors) or ``"fused"`` (one kernel)."""
     kw = {"default": {}, "forloop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
     if impl not in kw:
@@ -84,12 +84,7 @@ def _optimizer(params, impl: str = "default") -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05, **kw[impl])
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _pretrain_step(name: str, *, batch: int, device, seed: int = 0, overrides: dict | None = None,
+def training_step(name: str, *, batch: int, device, seed: int = 0, overrides: dict | None = None,
                    optimizer: str = "default", amp: str = "none", attention: str = "default",
                    compile: bool = False, channels_last: bool = False, dense: bool = False,
                    mask_ratio: float | None = None) -> Callable[[], None]:
@@ -157,7 +152,7 @@ def measure_step(name: str, *, batch: int = 1, steps: int = 3, warmup: int = 1, 
     """
     if steps < 1 or warmup < 0:
         raise ValueError(f"steps must be ≥ 1 and warmup ≥ 0, got steps={steps}, warmup={warmup}")
-    step = _pretrain_step(name, batch=batch, device=device, overrides=overrides, **options)
+    step = training_step(name, batch=batch, device=device, overrides=overrides, **options)
     for _ in range(warmup):
         step()
     times = []
@@ -226,7 +221,7 @@ def vit_variants(name: str = "videomae_vit_demo", *, batch: int = 8, device="aut
 
     def v(**kw) -> Variant:
         over = {**o, **kw.pop("overrides", {})}
-        return lambda: _pretrain_step(name, batch=batch, device=device, overrides=over, **kw)
+        return lambda: training_step(name, batch=batch, device=device, overrides=over, **kw)
 
     variants = {
         "baseline (SDPA, AdamW default, fp32)": v(),
@@ -250,7 +245,7 @@ def convnet_variants(name: str = "encoder_convnextv2_demo", *, batch: int = 8, s
     over = {"img_size": size} if "img_size" in _config_fields(name) else {}
 
     def v(**kw) -> Variant:
-        return lambda: _pretrain_step(name, batch=batch, device=device, overrides=over, mask_ratio=mask_ratio, **kw)
+        return lambda: training_step(name, batch=batch, device=device, overrides=over, mask_ratio=mask_ratio, **kw)
 
     return {
         "dense step (no mask)": v(dense=True),

@@ -70,6 +70,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .utils import synchronize
+
 __all__ = [
     "BACKENDS",
     "SparseMap",
@@ -759,8 +761,7 @@ def bench_sparse(model: nn.Module | None = None, *, batch: int = 2, size: int = 
     def step(m):
         model.zero_grad(set_to_none=True)
         model(x, m).float().square().mean().backward()
-        if device != "cpu":
-            torch.cuda.synchronize()
+        synchronize(torch.device(device))
 
     times: dict[str, list[float]] = {"dense": [], "sparse": []}
     for i in range(warmup + steps):

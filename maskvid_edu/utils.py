@@ -13,3 +13,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from err
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); a no-op on the CPU. For timing, never in a step."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -78,25 +78,25 @@ def test_variants_build_and_step():
 
 
 def test_a_step_trains_the_variant_it_names():
-    step = scaling._pretrain_step("videomae_vit_demo", batch=2, device="cpu", optimizer="fused",
+    step = scaling.training_step("videomae_vit_demo", batch=2, device="cpu", optimizer="fused",
                                   overrides={"use_checkpoint": True})
     assert step.optimizer.defaults["fused"] is True and step.model.config.use_checkpoint
     before = {k: v.clone() for k, v in step.model.state_dict().items()}
     step()
     changed = [k for k, v in step.model.state_dict().items() if not torch.equal(v, before[k])]
     assert "encoder.blocks.0.attn.qkv.weight" in changed
-    last = scaling._pretrain_step("encoder_convnextv2_demo", batch=2, device="cpu", channels_last=True, dense=True)
+    last = scaling.training_step("encoder_convnextv2_demo", batch=2, device="cpu", channels_last=True, dense=True)
     conv = next(m for m in last.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_bad_options_are_named():
     with pytest.raises(ValueError, match="optimizer impl must be one of"):
-        scaling._pretrain_step("videomae_vit_demo", batch=1, device="cpu", optimizer="lion")
+        scaling.training_step("videomae_vit_demo", batch=1, device="cpu", optimizer="lion")
     with pytest.raises(ValueError, match="attention must be"):
-        scaling._pretrain_step("videomae_vit_demo", batch=1, device="cpu", attention="flash3")
+        scaling.training_step("videomae_vit_demo", batch=1, device="cpu", attention="flash3")
     with pytest.raises(ValueError, match="amp must be"):
-        scaling._pretrain_step("videomae_vit_demo", batch=1, device="cpu", amp="fp8")
+        scaling.training_step("videomae_vit_demo", batch=1, device="cpu", amp="fp8")
     with pytest.raises(ValueError, match="need step_flops > 0"):
         scaling.predicted_step_seconds(1e9, 1e12, 0.0)
 
