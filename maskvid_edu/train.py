@@ -7,7 +7,10 @@ and logs their losses without knowing which is which. Models with an EMA target 
 ``model.on_optimizer_step(step, total_steps)``, called once after every optimizer step, and
 models with a ``fixed_mask_count`` attribute have it set to True while training: the trainer
 only feeds masks from ``make_mask``, so the model may take the number of hidden tokens from its
-config instead of reading it back from the device.
+config instead of reading it back from the device. Fine-tuning uses the same loop: a model with
+``takes_labels = True`` is called as ``model(video, mask, label=…)``, and a model with a
+``param_groups(weight_decay)`` method chooses its own optimizer groups, each of which may carry
+an ``lr_scale`` multiplying the scheduled rate (layer-wise lr decay).
 
 What one optimizer step does (``accum_steps`` micro-batches of ``batch_size`` clips each)::
 
@@ -616,10 +619,14 @@ class Trainer:
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)  # 4-D weights only; activations follow
         self.model.train()
-        groups = param_groups(self.model, cfg.weight_decay)
-        if not groups[0]["params"] and not groups[1]["params"]:
+        make_groups = getattr(self.model, "param_groups", None)  # e.g. layer-wise lr decay for fine-tuning
+        groups = make_groups(cfg.weight_decay) if callable(make_groups) else param_groups(self.model, cfg.weight_decay)
+        if not any(g["params"] for g in groups):
             raise ValueError("model has no trainable parameters (every requires_grad is False)")
-        self.params = groups[0]["params"] + groups[1]["params"]
+        for g in groups:  # a group's lr_scale multiplies the scheduled rate: lr_g(s) = lr_scale_g · lr(s)
+            g.setdefault("lr_scale", 1.0)
+            g["lr"] = self.peak_lr * g["lr_scale"]
+        self.params = [p for g in groups for p in g["params"]]
         fused = cfg.fused_optimizer if cfg.fused_optimizer is not None else self.device.type == "cuda"
         self.optimizer = torch.optim.AdamW(groups, lr=self.peak_lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
                                            fused=fused or None)
@@ -688,10 +695,10 @@ class Trainer:
         # config governs from here on (identical when the config did not change).
         self.schedule = _WarmupCosine(self.total_steps, self.peak_lr, self.config.min_lr, self.warmup_steps)
         self.scheduler.lr_lambdas = [self.schedule] * len(self.optimizer.param_groups)
-        self.scheduler.base_lrs = [self.peak_lr] * len(self.optimizer.param_groups)
-        for group in self.optimizer.param_groups:
-            group["initial_lr"] = self.peak_lr
-            group["lr"] = self.peak_lr * self.schedule(self.scheduler.last_epoch)
+        self.scheduler.base_lrs = [self.peak_lr * g.get("lr_scale", 1.0) for g in self.optimizer.param_groups]
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["initial_lr"] = base
+            group["lr"] = base * self.schedule(self.scheduler.last_epoch)
         if self.scaler is not None and ckpt.get("scaler") is not None:
             self.scaler.load_state_dict(ckpt["scaler"])
         rng = ckpt["rng"]
@@ -940,13 +947,20 @@ class Trainer:
         if not isinstance(batch, dict) or "video" not in batch:
             raise ValueError("dataset items must be dicts with a 'video' (C, T, H, W) tensor")
         video = batch["video"].to(self.device, non_blocking=True)  # (B, C, T, H, W) or (B, R, C, T, H, W)
+        extra = {}
+        if getattr(self.model, "takes_labels", False):  # fine-tuning: the labels reach the model
+            if "label" not in batch:
+                raise ValueError(f"{type(self.model).__name__} trains on labels: dataset items need a 'label' (int)")
+            extra["label"] = torch.as_tensor(batch["label"]).to(self.device, non_blocking=True)  # (B,)
         if video.ndim == 6:  # repeated sampling: R augmented views of each decoded clip
+            if "label" in extra:
+                extra["label"] = extra["label"].repeat_interleave(video.shape[1])  # (B·R,)
             video = video.flatten(0, 1)  # (B·R, C, T, H, W)
         mask = self.model.make_mask(video, generator=self.mask_generator)  # (B, N) bool, True = masked
         no_sync = self.ddp.no_sync() if (self.ddp is not None and not last) else contextlib.nullcontext()
         with no_sync:
             with self._autocast():
-                out = self.forward(video, mask)
+                out = self.forward(video, mask, **extra)
             loss = out.loss.float() / self.config.accum_steps  # grads sum to the grad of the mean
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         self._accumulate(out, step)

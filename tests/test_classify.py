@@ -14,7 +14,6 @@ from torch import nn
 from maskvid_edu.data.synthetic import SyntheticVideoDataset
 from maskvid_edu.evaluate.classify import (
     ClipViews,
-    FineTuneTrainer,
     FrameEncoder,
     MixParams,
     VideoClassifier,
@@ -32,7 +31,7 @@ from maskvid_edu.evaluate.classify import (
     soft_cross_entropy,
 )
 from maskvid_edu.models.vit import VisionTransformer, position_embedding
-from maskvid_edu.train import TrainConfig
+from maskvid_edu.train import TrainConfig, Trainer
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -374,13 +373,13 @@ class _Frames:
         return {"video": video, "label": y}
 
 
-def test_finetune_trainer_uses_lr_scales_and_resumes_exactly(tmp_path):
+def test_trainer_finetunes_with_lr_scales_and_resumes_exactly(tmp_path):
     def run(steps=None, stop_at=None, resume=None, out="a"):
         torch.manual_seed(0)
         model = VideoClassifier(tiny_vit(), 2, layer_decay=0.5, drop_path=0.1)
         cfg = TrainConfig(steps=6, batch_size=4, lr=1e-3, min_lr=0.0, warmup_steps=2, betas=(0.9, 0.999),
                           progress=False, device="cpu", log_every=1, out_dir=str(tmp_path / out))
-        trainer = FineTuneTrainer(model, _Frames(32, 0), cfg)
+        trainer = Trainer(model, _Frames(32, 0), cfg)  # the one trainer, labels and lr scales included
         trainer.fit(stop_at=stop_at, resume=resume)
         return model, trainer
 

@@ -442,3 +442,53 @@ def test_channels_last_changes_layout_not_results():
     assert not a.conv.weight.is_contiguous(memory_format=torch.channels_last)
     worst = max((a.state_dict()[k] - v).abs().max().item() for k, v in b.state_dict().items())
     assert worst < 1e-6, worst
+
+
+class _LabelledMAE(TinyMAE):
+    """TinyMAE that declares ``takes_labels``: records the labels each micro-batch passes."""
+
+    takes_labels = True
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, video, mask, label=None):
+        self.seen.append(label.clone())
+        return super().forward(video, mask)
+
+
+def test_labels_reach_a_model_that_takes_them():
+    model = _LabelledMAE()
+    train(model, Clips(16), cfg(steps=2, batch_size=4))
+    assert [t.shape for t in model.seen] == [torch.Size([4])] * 2 and all(t.dtype == torch.int64 for t in model.seen)
+
+    class Unlabelled(Clips):
+        def __getitem__(self, i):
+            return {"video": self.videos[i]}
+
+    with pytest.raises(ValueError, match="_LabelledMAE trains on labels: dataset items need a 'label'"):
+        train(_LabelledMAE(), Unlabelled(16), cfg(steps=1, batch_size=4))
+
+    class TwoViews(Clips):
+        def __getitem__(self, i):
+            return {"video": torch.stack([self.videos[i], self.videos[i].flip(-1)]), "label": i % 3}
+
+    model = _LabelledMAE()
+    train(model, TwoViews(16), cfg(steps=1, batch_size=4))
+    first = model.seen[0]
+    assert first.shape == (8,) and torch.equal(first[0::2], first[1::2])  # each clip's label for both views
+
+
+def test_a_model_may_choose_its_groups_and_lr_scales():
+    class Scaled(TinyMAE):
+        def param_groups(self, weight_decay):
+            head = [p for n, p in self.named_parameters() if n.startswith("head.")]
+            rest = [p for n, p in self.named_parameters() if not n.startswith("head.")]
+            return [{"params": rest, "weight_decay": weight_decay, "lr_scale": 0.25},
+                    {"params": head, "weight_decay": 0.0}]
+
+    trainer = Trainer(Scaled(), Clips(16), cfg(steps=4, batch_size=4, warmup_steps=0, lr=1e-2, min_lr=0.0))
+    trainer.fit(stop_at=1)
+    factor = trainer.schedule(trainer.scheduler.last_epoch)
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([0.25e-2 * factor, 1e-2 * factor])

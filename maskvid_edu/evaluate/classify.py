@@ -20,10 +20,10 @@ returning feature maps ``(B, C, h, w)`` or ``(B, C, t, h, w)`` (global-average-p
 callable ``video -> (B, D)``; :class:`FrameEncoder` turns an image encoder (VideoMAC's ConvNets)
 into a clip encoder.
 
-Fine-tuning runs the library's one trainer: :class:`FineTuneTrainer` is
-:class:`~maskvid_edu.train.Trainer` with two additions — the batch's labels reach the model and
-each optimizer group may scale the learning rate — so schedules, accumulation, AMP, DDP,
-checkpoints and exact resume are the pre-training ones. Mixup and CutMix are written here for
+Fine-tuning runs the library's one trainer, :func:`maskvid_edu.train.train`:
+:class:`VideoClassifier` declares ``takes_labels`` (the batch's labels reach it) and its own
+optimizer groups with an ``lr_scale`` each (layer-wise decay), so schedules, accumulation, AMP,
+DDP, checkpoints and exact resume are the pre-training ones. Mixup and CutMix are written here for
 video batches (:func:`draw_mix`, :func:`apply_mix`, :func:`mix_targets`), following timm's
 ``Mixup`` in batch mode draw for draw; the tests check them against timm.
 """
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..models.output import PretrainOutput
-from ..train import Trainer, TrainConfig, param_groups
+from ..train import TrainConfig, param_groups, train
 from ..utils import resolve_device
 
 __all__ = [
@@ -60,7 +60,6 @@ __all__ = [
     "FrameEncoder",
     "ClassifierConfig",
     "VideoClassifier",
-    "FineTuneTrainer",
     "finetune",
     "ClipViews",
     "ViewResult",
@@ -656,7 +655,8 @@ class VideoClassifier(nn.Module):
     Clips of another length or size than the encoder was built for work unchanged: the ViT
     *interpolates* its position embedding to the new token grid (``ViTConfig.pos_resize``).
 
-    Trainer interface (see :class:`FineTuneTrainer`):
+    Trainer interface (see :mod:`maskvid_edu.train`): ``takes_labels = True``,
+    ``param_groups(weight_decay)`` (layer-wise lr decay through each group's ``lr_scale``),
     ``make_mask(video, generator) -> None`` (fine-tuning hides nothing) and
     ``forward(video, mask=None, label=...)`` → :class:`~maskvid_edu.models.output.PretrainOutput`
     with ``loss``, ``terms = {"loss_ce": loss}`` and ``extras = {"logits", "targets", "mix"}``.
@@ -669,6 +669,8 @@ class VideoClassifier(nn.Module):
     In eval mode nothing is mixed or smoothed: plain cross-entropy on the hard labels.
     Inference: :meth:`logits`, or :func:`evaluate_views` for multi-view testing.
     """
+
+    takes_labels = True  # the trainer passes each batch's labels: forward(video, mask, label=...)
 
     def __init__(self, encoder: nn.Module, num_classes: int, **recipe):
         super().__init__()
@@ -760,70 +762,13 @@ class VideoClassifier(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-class FineTuneTrainer(Trainer):
-    """The library's :class:`~maskvid_edu.train.Trainer` for models that need the labels and
-    per-group learning rates — everything else (schedule, AMP, accumulation, DDP, atomic
-    checkpoints, exact resume, JSONL metrics) is the trainer's own.
-
-    Two differences from pre-training:
-
-    - every micro-batch's ``batch["label"]`` reaches the model: ``model(video, mask, label=…)``;
-    - the optimizer groups come from ``model.param_groups(weight_decay)`` when the model has
-      it (:class:`VideoClassifier`: layer-wise lr decay); a group's ``lr_scale`` multiplies the
-      scheduled rate: ``lr_g(s) = lr_scale_g · lr(s)``.
-
-    The mixing draws use torch's default generator, whose state every checkpoint holds, so a
-    resumed fine-tuning run is bit-identical to an uninterrupted one on CPU.
-    """
-
-    def _setup(self) -> None:
-        super()._setup()
-        cfg = self.config
-        make_groups = getattr(self.model, "param_groups", None)
-        groups = make_groups(cfg.weight_decay) if callable(make_groups) else param_groups(self.model, cfg.weight_decay)
-        for g in groups:
-            g.setdefault("lr_scale", 1.0)
-            g["lr"] = self.peak_lr * g["lr_scale"]
-        self.params = [p for g in groups for p in g["params"]]
-        self.optimizer = torch.optim.AdamW(groups, lr=self.peak_lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
-
-    def _resume(self, resume) -> int:
-        step = super()._resume(resume)
-        factor = self.schedule(self.scheduler.last_epoch)
-        bases = []
-        for group in self.optimizer.param_groups:  # the base trainer reset every group to the peak lr
-            base = self.peak_lr * group.get("lr_scale", 1.0)
-            group["initial_lr"] = base
-            group["lr"] = base * factor
-            bases.append(base)
-        self.scheduler.base_lrs = bases
-        return step
-
-    def _micro_step(self, batch, step: int, last: bool) -> None:
-        import contextlib
-
-        if not isinstance(batch, dict) or "video" not in batch or "label" not in batch:
-            raise ValueError("fine-tuning needs dataset items with 'video' (C, T, H, W) and 'label' (int)")
-        video = batch["video"].to(self.device, non_blocking=True)  # (B, C, T, H, W)
-        label = torch.as_tensor(batch["label"]).to(self.device, non_blocking=True)  # (B,)
-        mask = self.model.make_mask(video, generator=self.mask_generator)
-        no_sync = self.ddp.no_sync() if (self.ddp is not None and not last) else contextlib.nullcontext()
-        with no_sync:
-            with self._autocast():
-                out = self.forward(video, mask, label=label)
-            loss = out.loss.float() / self.config.accum_steps
-            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        self._accumulate(out, step)
-
-
 def finetune(model: nn.Module, dataset, config: TrainConfig, *, resume=None, stop_at: int | None = None,
              collate_fn=None, meta: dict | None = None) -> list[dict]:
     """Fine-tune ``model`` (a :class:`VideoClassifier`) in place on a labelled dataset; returns
     the metric history. ``config`` is the trainer's :class:`~maskvid_edu.train.TrainConfig`
     (VideoMAE: AdamW betas (0.9, 0.999), weight decay 0.05, base lr 1e-3 × batch / 256 with
     5 warm-up epochs, cosine to 1e-6)."""
-    return FineTuneTrainer(model, dataset, config, collate_fn=collate_fn, meta=meta).fit(resume=resume, stop_at=stop_at)
+    return train(model, dataset, config, resume=resume, stop_at=stop_at, collate_fn=collate_fn, meta=meta)
 
 
 # --------------------------------------------------------------------------------------------
