@@ -47,6 +47,7 @@ __all__ = [
     "mask_count",
     "MASKERS",
     "check_mask",
+    "token_index",
     "gather_tokens",
     "visible_tokens",
     "masked_tokens",
@@ -275,14 +276,25 @@ def check_mask(mask: torch.Tensor, num_tokens: int | None = None, name: str = "m
     return int(counts[0]) if mask.shape[0] else 0
 
 
+def token_index(select: torch.Tensor, count: int | None = None) -> torch.Tensor:
+    """Indices of the True entries of a bool ``(B, N)`` with equal counts: ``(B, K)``, raster order.
+
+    ``x[torch.arange(B)[:, None], token_index(select)]`` equals ``x[select].reshape(B, K, ...)``,
+    the official code's gather. With the count ``K`` known on the host the indices come from a
+    stable sort, whose output size does not depend on the data: no wait for the device.
+    """
+    if count is None:
+        return select.nonzero()[:, 1].view(select.shape[0], -1)  # nonzero is row-major: sorted per row
+    return torch.argsort((~select).to(torch.uint8), dim=1, stable=True)[:, :count]  # (B, K) selected first, in order
+
+
 def gather_tokens(x: torch.Tensor, select: torch.Tensor, count: int | None = None) -> torch.Tensor:
     """Keep the tokens where ``select`` is True, in raster order.
 
     x: ``(B, N, ...)``; select: bool ``(B, N)`` with equal counts ``K`` → ``(B, K, ...)``.
     """
     k = check_mask(select, x.shape[1], name="select", count=count)
-    # a stable sort of ~select puts the selected indices first, still in raster order
-    idx = torch.argsort((~select).to(torch.uint8), dim=1, stable=True)[:, :k]  # (B, K)
+    idx = token_index(select, k)  # (B, K)
     idx = idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
     return torch.gather(x, 1, idx)
 

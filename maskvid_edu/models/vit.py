@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
-from ..masking import check_mask
+from ..masking import check_mask, token_index  # token_index is re-exported here
 from .registry import replace_config
 
 __all__ = [
@@ -237,18 +237,6 @@ def position_embedding(grid, dim: int, reference_grid=None, mode: str = "interpo
     volume = table.T.reshape(1, dim, t0, h0, w0)  # (1, dim, t₀, h₀, w₀)
     volume = F.interpolate(volume, size=(t, h, w), mode="trilinear", align_corners=False)  # (1, dim, t, h, w)
     return volume.reshape(dim, t * h * w).T.contiguous()  # (N, dim)
-
-
-def token_index(select: torch.Tensor, count: int | None = None) -> torch.Tensor:
-    """Indices of the True entries of a bool ``(B, N)`` with equal counts: ``(B, K)``, raster order.
-
-    ``x[torch.arange(B)[:, None], token_index(select)]`` equals ``x[select].reshape(B, K, ...)``,
-    the official code's gather. With the count ``K`` known on the host the indices come from a
-    stable sort, whose output size does not depend on the data: no wait for the device.
-    """
-    if count is None:
-        return select.nonzero()[:, 1].view(select.shape[0], -1)  # nonzero is row-major: sorted per row
-    return torch.argsort((~select).to(torch.uint8), dim=1, stable=True)[:, :count]  # (B, K) selected first, in order
 
 
 def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
