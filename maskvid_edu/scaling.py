@@ -87,12 +87,14 @@ def _optimizer(params, impl: str = "default") -> torch.optim.Optimizer:
 def training_step(name: str, *, batch: int, device, seed: int = 0, overrides: dict | None = None,
                    optimizer: str = "default", amp: str = "none", attention: str = "default",
                    compile: bool = False, channels_last: bool = False, dense: bool = False,
-                   mask_ratio: float | None = None) -> Callable[[], None]:
+                   mask_ratio: float | None = None, size: int = 224) -> Callable[[], None]:
     """Build ``create(name, **overrides)`` and return one training step over a fixed random batch.
 
     attention: ``"default"`` (SDPA picks its fused kernel) or ``"math"`` (the explicit
     softmax(QKᵀ)V it falls back to). dense: run the encoder without a mask (ConvNet encoders
-    only: ``model(x, None)``), the plain dense step the sparse path is compared with.
+    only: ``model(x, None)``), the plain dense step the sparse path is compared with. size,
+    mask_ratio: the image side and the share of hidden 32-pixel patches for a bare encoder
+    (a pre-training model takes both from its config).
     """
     dev = resolve_device(device)
     torch.manual_seed(seed)
@@ -102,7 +104,6 @@ def training_step(name: str, *, batch: int, device, seed: int = 0, overrides: di
     opt = _optimizer([p for p in model.parameters() if p.requires_grad], optimizer)
     g = torch.Generator().manual_seed(seed)
     if dense or not hasattr(model, "make_mask"):  # a bare encoder: (B, 3, H, W) images, 32-px mask grid
-        size = overrides.get("img_size", 224) if overrides else 224
         x = torch.randn(batch, 3, size, size, generator=g).to(dev)  # (B, 3, H, W)
         n = (size // 32) ** 2
         ratio = 0.6 if mask_ratio is None else mask_ratio
@@ -110,10 +111,8 @@ def training_step(name: str, *, batch: int, device, seed: int = 0, overrides: di
         run = (lambda m: m(x, mask).float().square().mean())
     else:
         c = model.config
-        frames = getattr(c, "num_frames", 2)
-        size = c.img_size
-        clip_frames = frames + 1 if hasattr(model, "split_clip") else frames  # MAM2 reads T+1 frames
-        x = torch.randn(batch, 3, clip_frames, size, size, generator=g).to(dev)  # (B, C, T, H, W)
+        frames = c.num_frames + 1 if hasattr(model, "split_clip") else c.num_frames  # MAM2 reads T+1 frames
+        x = torch.randn(batch, 3, frames, c.img_size, c.img_size, generator=g).to(dev)  # (B, C, T, H, W)
         mask = model.make_mask(x.cpu(), generator=g).to(dev)
         if mask_ratio is not None:
             raise ValueError("mask_ratio applies to bare encoders; set it in overrides for pre-training models")
@@ -139,7 +138,7 @@ def training_step(name: str, *, batch: int, device, seed: int = 0, overrides: di
         opt.zero_grad(set_to_none=True)
         _sync(dev)
 
-    step.model, step.optimizer = model, opt  # for inspection
+    step.model, step.optimizer, step.inputs = model, opt, x  # for inspection
     return step
 
 
@@ -242,10 +241,8 @@ def convnet_variants(name: str = "encoder_convnextv2_demo", *, batch: int = 8, s
     """A sparse ConvNet encoder step: the dense step (no mask) as baseline, then the
     masked-dense sparse path (what VideoMAC pre-trains with), alone and with channels-last
     weights and activations (NHWC, what GPU tensor cores want), and bf16 autocast."""
-    over = {"img_size": size} if "img_size" in _config_fields(name) else {}
-
     def v(**kw) -> Variant:
-        return lambda: training_step(name, batch=batch, device=device, overrides=over, mask_ratio=mask_ratio, **kw)
+        return lambda: training_step(name, batch=batch, device=device, size=size, mask_ratio=mask_ratio, **kw)
 
     return {
         "dense step (no mask)": v(dense=True),
@@ -253,13 +250,6 @@ def convnet_variants(name: str = "encoder_convnextv2_demo", *, batch: int = 8, s
         "sparse + channels-last": v(channels_last=True),
         "sparse + bf16 autocast": v(amp="bf16"),
     }
-
-
-def _config_fields(name: str) -> set[str]:
-    with torch.device("meta"):
-        model = create(name)
-    config = getattr(model, "config", None)
-    return set(getattr(config, "__dataclass_fields__", {}))
 
 
 def format_variants(rows: list[dict], title: str = "") -> str:

@@ -85,7 +85,11 @@ def test_a_step_trains_the_variant_it_names():
     step()
     changed = [k for k, v in step.model.state_dict().items() if not torch.equal(v, before[k])]
     assert "encoder.blocks.0.attn.qkv.weight" in changed
-    last = scaling.training_step("encoder_convnextv2_demo", batch=2, device="cpu", channels_last=True, dense=True)
+    last = scaling.training_step("encoder_convnextv2_demo", batch=2, device="cpu", channels_last=True, dense=True,
+                                 size=64)
+    assert last.inputs.shape == (2, 3, 64, 64)
+    conv_variants = scaling.convnet_variants("encoder_convnextv2_demo", batch=3, size=96, device="cpu")
+    assert all(factory().inputs.shape == (3, 3, 96, 96) for factory in conv_variants.values())
     conv = next(m for m in last.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
 
