@@ -75,6 +75,14 @@ def model_sizes(names, *, batch: int = 1, mask_ratio: float | None = None) -> li
     return rows
 
 
+def _random_clip(model, batch: int, generator: torch.Generator, device) -> torch.Tensor:
+    """A random input batch ``(B, C, T, H, W)`` of the size ``model.config`` was built for
+    (``T + 1`` frames for MAM2, whose motion target needs the frame after the clip)."""
+    c = model.config
+    frames = c.num_frames + 1 if hasattr(model, "split_clip") else c.num_frames
+    return torch.randn(batch, 3, frames, c.img_size, c.img_size, generator=generator).to(device)
+
+
 def _optimizer(params, impl: str = "default") -> torch.optim.Optimizer:
     """VideoMAE's pre-training AdamW (the lr does not change the cost); ``impl``: ``"default"`` (PyTorch's choice for the device), ``"forloop"``,
     ``"foreach"`` (one kernel per operation over all tensors) or ``"fused"`` (one kernel)."""
@@ -110,9 +118,7 @@ def training_step(name: str, *, batch: int, device, seed: int = 0, overrides: di
         mask = None if dense else (torch.rand(batch, n, generator=g).argsort(1) < round(ratio * n)).to(dev)
         run = (lambda m: m(x, mask).float().square().mean())
     else:
-        c = model.config
-        frames = c.num_frames + 1 if hasattr(model, "split_clip") else c.num_frames  # MAM2 reads T+1 frames
-        x = torch.randn(batch, 3, frames, c.img_size, c.img_size, generator=g).to(dev)  # (B, C, T, H, W)
+        x = _random_clip(model, batch, g, dev)  # (B, C, T, H, W)
         mask = model.make_mask(x.cpu(), generator=g).to(dev)
         if mask_ratio is not None:
             raise ValueError("mask_ratio applies to bare encoders; set it in overrides for pre-training models")
@@ -278,11 +284,9 @@ def memory_sweep(name: str, *, batches=(1, 2, 4, 8), ratios=(0.5, 0.75, 0.9, 0.9
     for ratio in ratios:
         torch.manual_seed(seed)
         model = create(name, **{**(overrides or {}), "mask_ratio": ratio}).to(dev)
-        c = model.config
-        frames = c.num_frames + 1 if hasattr(model, "split_clip") else c.num_frames
         for batch in batches:
             g = torch.Generator().manual_seed(seed)
-            video = torch.randn(batch, 3, frames, c.img_size, c.img_size, generator=g).to(dev)  # (B, C, T, H, W)
+            video = _random_clip(model, batch, g, dev)  # (B, C, T, H, W)
             rows.append({"batch": batch, "ratio": ratio, **training_memory(model, video, amp=amp)})
     return rows
 
