@@ -2,7 +2,8 @@
 
 Both tests drive Debian's Chromium (``apt-get install chromium``) through Playwright; they skip
 when it is missing. No request leaves the machine: everything not addressed to 127.0.0.1 is
-aborted and counted (the HTML book asks a CDN for MathJax — blocked, counted, not a failure).
+aborted and counted; the HTML book must read offline (its MathJax is served from the book itself), so
+there any blocked request is a failure.
 Screenshots go to ``$MASKVID_TEST_ARTIFACTS`` when set, else to the test's ``tmp_path``.
 """
 
@@ -276,3 +277,62 @@ def test_html_book_images_load_and_internal_links_resolve(tmp_path):
     print(f"\nHTML book ({how}): {len(pages)} pages, {len(links)} internal links, images per chapter "
           f"{ {c: images_per_page[f'{c}.html'] for c in chapters} }; blocked external requests: "
           f"{len(external)} ({_blocked_summary(external)})")
+
+
+# --------------------------------------------------------------------------------------------
+# (c) the HTML book reads offline: formulas typeset by the book's own MathJax, nothing fetched
+# --------------------------------------------------------------------------------------------
+
+_MATH = r"""() => {
+  const main = document.querySelector('main') || document.body;
+  const raw = [];
+  const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    if (node.parentElement.closest('script, style, pre, code, mjx-container, mjx-assistive-mml')) continue;
+    const text = node.textContent;
+    if (/\\\(|\\\[|\\begin\{/.test(text)) raw.push(text.trim().slice(0, 60));
+  }
+  return {spans: document.querySelectorAll('.math').length,
+          typeset: document.querySelectorAll('mjx-container').length, raw: raw};
+}"""
+
+
+def test_html_book_reads_offline_with_typeset_formulas(tmp_path):
+    """Every page with formulas shows them typeset, with the network blocked.
+
+    MathJax comes from ``_static/mathjax`` of the built book; the test waits for MathJax's own
+    startup promise, then counts its output elements (``mjx-container``) and looks for TeX
+    delimiters left as text. Any request for a non-local address fails the test.
+    """
+    require_chromium()
+    html, how = stored_book(BOOK, tmp_path / "book")
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists(), "the built book has no MathJax of its own"
+    pages = sorted(p.name for p in html.glob("*.html") if p.name not in ("genindex.html", "search.html"))
+    artifacts = _artifacts(tmp_path)
+    results = {}
+    with static_server(html) as base, browser_context() as (context, blocked):
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        for name in pages:
+            if _REFRESH.search((html / name).read_text(errors="replace")):
+                continue
+            page.goto(f"{base}/{name}", wait_until="load")
+            has_math = page.evaluate("() => document.querySelectorAll('.math').length") > 0
+            if has_math:
+                page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
+                page.evaluate("() => MathJax.startup.promise")
+            results[name] = page.evaluate(_MATH)
+            if name in ("notation.html", "02_videomae.html"):
+                page.screenshot(path=str(artifacts / f"offline_{name.removesuffix('.html')}.png"), full_page=False)
+        external = list(blocked)
+
+    assert not external, f"pages asked for {len(external)} non-local resources: {_blocked_summary(external)}"
+    with_math = {n: r for n, r in results.items() if r["spans"]}
+    assert "notation.html" in with_math, sorted(results)
+    untypeset = {n: r for n, r in with_math.items() if r["typeset"] < r["spans"]}
+    assert not untypeset, f"formulas left untypeset (math spans vs MathJax outputs): {untypeset}"
+    raw = {n: r["raw"][:3] for n, r in results.items() if r["raw"]}
+    assert not raw, f"raw TeX left in the text: {raw}"
+    print(f"\nHTML book offline ({how}): formulas typeset per page "
+          f"{ {n: r['typeset'] for n, r in with_math.items()} }")
