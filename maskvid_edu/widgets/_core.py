@@ -20,16 +20,17 @@ so the reader still glimpses what the encoder does not see.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .baselines import copy_reconstruct, masked_psnr
-from .data.transforms import denormalize
-from .masking import _check_grid, check_mask, make_mask
-from .patches import patchify, unpatchify
+from ..baselines import copy_reconstruct, masked_psnr
+from ..data.transforms import denormalize
+from ..masking import _check_grid, check_mask, make_mask
+from ..patches import patchify, unpatchify
 
 __all__ = [
     "MASK_GREY",
@@ -614,7 +615,7 @@ def dissipation_viewer(
     """
     import ipywidgets as widgets
 
-    from .sparse import dissipation_layers, dissipation_profile
+    from ..sparse import dissipation_layers, dissipation_profile
 
     if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3 or image.shape[1] % 32 \
             or image.shape[2] % 32:
@@ -802,8 +803,8 @@ def render_target_views(
         tokenizer: a :class:`~maskvid_edu.tokenizers.VQTokenizer`, or None (no code columns).
         frame: the frame ``i`` shown.
     """
-    from .data.transforms import normalize
-    from .targets import make_targets
+    from ..data.transforms import normalize
+    from ..targets import make_targets
 
     _motion_check(0.5, gain)
     if isinstance(videos, torch.Tensor):
@@ -1225,7 +1226,7 @@ def overlay_ids(image: np.ndarray, ids, alpha: float = 0.55) -> np.ndarray:
     is blended with the DAVIS palette colour ``k`` at ``alpha``, and its boundary pixels (those
     with a 4-neighbour of another id) are drawn in the full colour.
     """
-    from .data.davis import DAVIS_PALETTE
+    from ..data.davis import DAVIS_PALETTE
 
     ids = np.asarray(torch.as_tensor(ids).cpu().numpy() if torch.is_tensor(ids) else ids)
     if image.ndim != 3 or image.shape[2] != 3 or ids.shape != image.shape[:2]:
@@ -1274,7 +1275,7 @@ def _as_predictions(predictions, T: int, size) -> dict:
 
 def frame_jaccard(gt, pred, t: int) -> float:
     """Mean IoU at frame ``t`` over the objects of ``gt``'s first frame (ids > 0)."""
-    from .evaluate.metrics import jaccard
+    from ..evaluate.metrics import jaccard
 
     gt, pred = torch.as_tensor(gt), torch.as_tensor(pred)
     objects = [int(k) for k in torch.unique(gt[0]) if k > 0]
@@ -1507,7 +1508,7 @@ def show_source(obj) -> None:
         path = inspect.getsourcefile(obj)
     except (TypeError, OSError) as err:
         raise ValueError(f"no Python source for {obj!r}: {err}") from err
-    package_root = __file__.rsplit("/", 1)[0].rsplit("/", 1)[0]
+    package_root = str(Path(__file__).parents[2])  # the folder that holds maskvid_edu/
     where = path[len(package_root) + 1:] if path and path.startswith(package_root) else path
     display(Markdown(f"`{where}`, line {start}:\n\n```python\n{''.join(lines).rstrip()}\n```"))
 
