@@ -24,6 +24,7 @@ One module per explorer family; ``from maskvid_edu import widgets`` gives them a
 ``reconstruction`` a pre-trained model's reconstructions, VideoMAE V2's two masks (chapter 2)
 ``dissipation``    mask-pattern dissipation in ConvNets (chapter 3)
 ``curves``         training curves of any run (chapter 4 and ``maskvid-edu pretrain``)
+``ema``            EMA momentum schedules, VideoMAC's loss terms and pair reconstructions (chapter 4)
 ``motion``         RGB-difference targets and probe accuracy over training (chapter 5)
 ``propagation``    propagated instance masks over a sequence (chapter 6)
 =================  ==========================================================================
@@ -43,6 +44,7 @@ from ._core import (
 )
 from .curves import CURVE_NOTE, curve_metrics, render_training_curves, training_curve_viewer
 from .dissipation import dissipation_viewer, render_dissipation, render_dissipation_maps
+from .ema import PAIR_NOTE, render_momentum_schedules, render_pair_losses, render_pair_reconstructions
 from .masks import (
     STRATEGIES,
     mask_explorer,
@@ -106,6 +108,11 @@ __all__ = [
     "curve_metrics",
     "render_training_curves",
     "training_curve_viewer",
+    # EMA target networks (chapter 4)
+    "PAIR_NOTE",
+    "render_momentum_schedules",
+    "render_pair_losses",
+    "render_pair_reconstructions",
     # motion (chapter 5)
     "MOTION_NOTE",
     "difference_image",
