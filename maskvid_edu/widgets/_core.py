@@ -25,13 +25,16 @@ import torch
 from matplotlib.figure import Figure
 
 from ..data.transforms import denormalize
-from ..masking import _check_grid, check_mask
+# masking's grid check, the one place this package reads a name masking keeps private
+from ..masking import _check_grid as check_grid
+from ..masking import check_mask
 
 __all__ = [
     "MASK_GREY",
     "MASK_ALPHA",
     "PIXELS_NOTE",
     "DPI",
+    "check_grid",
     "as_clip",
     "clip_units",
     "mask_row",
@@ -74,7 +77,7 @@ def as_clip(video: torch.Tensor, sample: int = 0) -> torch.Tensor:
 
 def clip_units(clip: torch.Tensor, grid) -> tuple[int, int, int]:
     """Tubelet and patch sizes ``(tubelet, p_h, p_w)`` implied by a clip and its token grid."""
-    t, h, w = _check_grid(grid)
+    t, h, w = check_grid(grid)
     _, T, H, W = clip.shape
     if T % t or H % h or W % w:
         raise ValueError(f"grid {tuple(grid)} does not tile a clip of T, H, W = {(T, H, W)}")
@@ -104,7 +107,7 @@ def to_rgb(video: torch.Tensor, *, input_normalized: bool = True, sample: int = 
 
 def mask_pixels(mask: torch.Tensor, grid, tubelet: int, patch: int | tuple[int, int]) -> torch.Tensor:
     """Token mask ``(N,)`` → pixel mask bool ``(T, H, W)``: each token covers its tubelet."""
-    t, h, w = _check_grid(grid)
+    t, h, w = check_grid(grid)
     ph, pw = (patch, patch) if isinstance(patch, int) else patch
     m = mask.reshape(t, h, w)
     return m.repeat_interleave(tubelet, 0).repeat_interleave(ph, 1).repeat_interleave(pw, 2)  # (T, H, W)

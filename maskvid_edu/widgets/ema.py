@@ -135,7 +135,8 @@ def render_pair_reconstructions(rec: Mapping[str, torch.Tensor], *, dpi: int = D
                                                  ("target", "frame2", "target net, frame 2"))):
             masked = images[frame][i].float().clone()  # (3, H, W)
             masked[:, hidden] = (1 - MASK_ALPHA) * masked[:, hidden] + MASK_ALPHA * MASK_GREY
-            for k, (img, name) in enumerate(((masked, "masked"), (images[key][i], label), (images[frame][i], "original"))):
+            panels = ((masked, "masked"), (images[key][i], label), (images[frame][i], "original"))
+            for k, (img, name) in enumerate(panels):
                 ax = axes[i, 3 * j + k]
                 show_image(ax, img.float().permute(1, 2, 0).numpy())
                 if i == 0:

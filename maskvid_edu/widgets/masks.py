@@ -15,10 +15,10 @@ from matplotlib.figure import Figure
 
 from ..baselines import copy_reconstruct, masked_psnr
 from ..data.transforms import denormalize
-from ..masking import _check_grid, make_mask
+from ..masking import make_mask
 from ..patches import patchify, unpatchify
-from ._core import (DPI, PIXELS_NOTE, as_clip, assemble, check_frames, clip_units, default_frames, figure_to_png,
-                    mask_row, masked_frames, new_figure, show_image, to_rgb)
+from ._core import (DPI, PIXELS_NOTE, as_clip, assemble, check_frames, check_grid, clip_units, default_frames,
+                    figure_to_png, mask_row, masked_frames, new_figure, show_image, to_rgb)
 
 __all__ = ["STRATEGIES", "render_mask_grid", "render_strategies", "render_mask_view", "render_copy_baseline",
            "mask_explorer"]
@@ -243,7 +243,7 @@ def mask_explorer(
 
     clip = as_clip(video, sample)
     _, T, H, W = clip.shape
-    grid = (T // tubelet, H // patch, W // patch) if grid is None else _check_grid(grid)
+    grid = (T // tubelet, H // patch, W // patch) if grid is None else check_grid(grid)
     tubelet, ph, pw = clip_units(clip, grid)
     if strategy not in strategies:
         raise ValueError(f"strategy must be one of {list(strategies)}, got {strategy!r}")

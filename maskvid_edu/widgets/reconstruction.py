@@ -12,10 +12,10 @@ import torch
 from matplotlib.figure import Figure
 
 from ..data.transforms import denormalize
-from ..masking import _check_grid
 from ..patches import denormalize_patches, patchify, unpatchify
-from ._core import (DPI, MASK_ALPHA, MASK_GREY, PIXELS_NOTE, as_clip, assemble, check_frames, clip_units,
-                    default_frames, figure_to_png, mask_pixels, mask_row, masked_frames, new_figure, show_image)
+from ._core import (DPI, MASK_ALPHA, MASK_GREY, PIXELS_NOTE, as_clip, assemble, check_frames, check_grid,
+                    clip_units, default_frames, figure_to_png, mask_pixels, mask_row, masked_frames, new_figure,
+                    show_image)
 
 __all__ = ["PATTERN_NOTE", "RECON_COLUMNS", "render_reconstructions", "reconstruction_explorer",
            "render_dual_masking", "reconstruction_figure"]
@@ -188,7 +188,7 @@ def render_dual_masking(
     """
     clip = as_clip(video, sample)
     tubelet, ph, pw = clip_units(clip, grid)
-    t, h, w = _check_grid(grid)
+    t, h, w = check_grid(grid)
     enc = mask_row(mask, t * h * w, sample)  # (N,)
     dec = mask_row(decoder_mask, t * h * w, sample)  # (N,)
     T = clip.shape[1]
