@@ -39,17 +39,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from matplotlib.figure import Figure
 
-__all__ = ["main", "build_parser", "resolve_pretrain", "load_recipe", "check_recipe", "reconstruction_figure",
-           "loss_curve_figure", "METHODS"]
+__all__ = ["main", "build_parser", "resolve_pretrain", "load_recipe", "check_recipe", "METHODS"]
 
 METHODS = ("videomae", "videomac", "mam2")
 DATA_SOURCES = ("synthetic",)
 RECIPE_SECTIONS = ("method", "model", "model_overrides", "data", "train", "launch")
 # preferred demo preset per method; otherwise the first registered "<method>_*_demo"
 _PREFERRED_DEMO = {"videomae": "videomae_vit_demo"}
-DPI = 80
 # training settings for a method that has no shipped demo recipe yet: short, CPU-sized
 _FALLBACK_TRAIN = {"steps": 100, "batch_size": 8, "lr": 1e-3, "min_lr": 1e-5, "warmup_steps": 10}
 
@@ -298,103 +295,6 @@ def build_dataset(data: dict, model, seed: int):
 
 
 # --------------------------------------------------------------------------------------------
-# Figures
-# --------------------------------------------------------------------------------------------
-
-
-def loss_curve_figure(history: list[dict], title: str = "", dpi: int = DPI) -> Figure:
-    """The loss and every loss term of a run's history against the optimizer step
-    (:func:`maskvid_edu.widgets.render_training_curves`, the figure the notebooks show too)."""
-    from .widgets import render_training_curves
-
-    return render_training_curves(history, title=title, dpi=dpi)
-
-
-def _pixel_target_normalization(model) -> str:
-    """How ``model``'s ``pred`` is normalised, or ValueError if it does not predict pixels."""
-    cfg = getattr(model, "config", None)
-    if not isinstance(getattr(cfg, "tubelet", None), int) or not isinstance(getattr(cfg, "patch", None), int):
-        raise ValueError(f"{type(model).__name__} has no config.tubelet / config.patch: cannot lay out its predictions")
-    if hasattr(cfg, "normalization"):  # VideoMAE
-        return cfg.normalization
-    target = getattr(cfg, "appearance_target", None)  # MAM2's appearance head
-    if target == "pixels_norm":
-        return "videomae"
-    if target is not None:
-        raise ValueError(f"{type(model).__name__} predicts {target!r}, not pixels: no reconstruction to draw")
-    return "none"
-
-
-def reconstruction_figure(model, video: torch.Tensor, *, generator: torch.Generator | None = None,
-                          num_frames: int = 4, title: str = "", dpi: int = DPI) -> Figure:
-    """Original / masked / reconstructed frames of one clip (the first of ``video``).
-
-    ``video``: ``(C, T, H, W)`` or ``(B, C, T, H, W)``, ImageNet-normalised. The model draws its
-    own mask (``model.make_mask``); the reconstruction row shows the visible patches as they
-    are and the model's prediction in place of every reconstructed patch. A model trained on
-    per-patch normalised targets predicts each patch's pattern but not its mean and contrast;
-    those are taken from the true patch (:func:`~maskvid_edu.patches.denormalize_patches`), and
-    the figure says so. Needs ``model.config.tubelet`` and ``model.config.patch``.
-    """
-    from .data.transforms import denormalize
-    from .patches import denormalize_patches, patchify, unpatchify
-    from .widgets import PIXELS_NOTE, masked_frames
-
-    norm = _pixel_target_normalization(model)
-    tubelet, patch = model.config.tubelet, model.config.patch
-    video = video if video.dim() == 5 else video.unsqueeze(0)
-    video = video[:1].to(next(model.parameters()).device)  # (1, C, F, H, W), F ≥ T frames
-    T = getattr(model.config, "num_frames", video.shape[2])
-    C, _, H, W = video.shape[1:]
-    grid = (T // tubelet, H // patch, W // patch)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            mask = model.make_mask(video, generator=generator)  # (1, N)
-            out = model(video, mask)
-    finally:
-        model.train(was_training)
-    decoded = out.extras.get("decoded", out.mask) if isinstance(out.extras, dict) else out.mask  # (1, N)
-    if out.pred is None or out.pred.dim() != 3 or out.pred.shape[-1] != tubelet * patch * patch * C:
-        raise ValueError(f"{type(model).__name__}'s pred is not one row of tubelet pixels per token")
-    video = video[:, :, :T]  # the frames the tokens cover
-    pixels = denormalize(video.float(), channel_dim=1)  # (1, C, T, H, W) in [0, 1]
-    patches = patchify(pixels, tubelet, patch)  # (1, N, P)
-    index = decoded[0].nonzero().squeeze(1)  # reconstructed tokens, raster order
-    pred = denormalize_patches(out.pred.float(), patches[:, index], norm, channels=C)  # (1, N_dec, P)
-    recon = patches.clone()
-    recon[:, index] = pred
-    recon = unpatchify(recon, grid, tubelet, patch).clamp(0, 1)[0]  # (C, T, H, W)
-
-    frames = sorted({int(round(f)) for f in np.linspace(0, T - 1, min(num_frames, T))})
-    rows = [
-        ("original", (pixels[0].clamp(0, 1)[:, frames].permute(1, 2, 3, 0).cpu().numpy())),
-        (f"masked ({mask.float().mean().item():.0%} hidden)", masked_frames(video.cpu(), mask.cpu(), grid, frames) / 255.0),
-        ("visible + predicted", recon[:, frames].permute(1, 2, 3, 0).cpu().numpy()),
-    ]
-    fig = Figure(figsize=(1.6 * len(frames) + 0.6, 5.4), dpi=dpi)
-    axes = fig.subplots(3, len(frames), squeeze=False)
-    for r, (label, images) in enumerate(rows):
-        for c, f in enumerate(frames):
-            ax = axes[r][c]
-            ax.imshow(images[c], interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(f"frame {f}", fontsize=8)
-            if c == 0:
-                ax.set_ylabel(label, fontsize=8)
-    note = PIXELS_NOTE
-    if norm != "none":
-        note += f";\npredictions of the {norm!r}-normalised target un-normalised with each true patch's mean and std"
-    fig.suptitle(title, fontsize=9)
-    fig.text(0.5, 0.01, note, ha="center", fontsize=6.5)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.95))
-    return fig
-
-
-# --------------------------------------------------------------------------------------------
 # Commands
 # --------------------------------------------------------------------------------------------
 
@@ -457,8 +357,10 @@ def _pretrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(dataset.summary(), flush=True)
     if not rank0:
         return 0
+    from .widgets import reconstruction_figure, render_training_curves
+
     title = f"{plan['model']} on {plan['data']['source']} data, {history[-1]['step'] if history else 0} steps"
-    loss_curve_figure(history, title=title).savefig(out / "loss_curve.png")
+    render_training_curves(history, title=title).savefig(out / "loss_curve.png")
     written = [CHECKPOINT_NAME, "metrics.jsonl", "config.yaml", "loss_curve.png"]
     try:
         generator = torch.Generator(device=next(model.parameters()).device).manual_seed(config.seed)

@@ -172,7 +172,7 @@ class _Oracle(torch.nn.Module):
     ],
 )
 def test_reconstruction_figure_undoes_the_target_normalisation(name, overrides, frames, note):
-    from maskvid_edu.cli import reconstruction_figure
+    from maskvid_edu.widgets import reconstruction_figure
     from maskvid_edu.data.synthetic import SyntheticVideoDataset
     from maskvid_edu.models import create, list_models
 

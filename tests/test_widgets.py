@@ -16,7 +16,7 @@ from maskvid_edu.masking import make_mask, tube_mask
 from maskvid_edu.widgets import (
     MASK_ALPHA,
     MASK_GREY,
-    _figure_to_png,
+    figure_to_png,
     mask_explorer,
     mask_pixels,
     masked_frames,
@@ -122,7 +122,7 @@ def test_render_mask_grid_draws_one_panel_per_frame_at_the_given_dpi():
     assert "96 of 128 tokens hidden" in fig._suptitle.get_text()
     assert any("ImageNet normalisation" in t.get_text() for t in fig.texts)
     width, height = fig.get_size_inches() * 60
-    assert _png_size(_figure_to_png(fig, dpi=60)) == (round(width), round(height))
+    assert _png_size(figure_to_png(fig, dpi=60)) == (round(width), round(height))
     assert len(_image_axes(render_mask_grid(video, mask, grid))) == 8  # default: one frame per slot
     with pytest.raises(ValueError, match="dpi"):
         render_mask_grid(video, mask, grid, dpi=300)
@@ -164,9 +164,9 @@ def test_render_mask_view_and_copy_baseline_figures():
 def test_figure_to_png_returns_png_bytes_of_the_figure_size():
     fig = Figure(figsize=(2.0, 1.5))
     fig.add_subplot().plot([0, 1])
-    assert _png_size(_figure_to_png(fig, dpi=80)) == (160, 120)
+    assert _png_size(figure_to_png(fig, dpi=80)) == (160, 120)
     with pytest.raises(ValueError, match="dpi"):
-        _figure_to_png(fig, dpi=200)
+        figure_to_png(fig, dpi=200)
 
 
 def test_mask_explorer_rerenders_when_a_control_changes():

@@ -18,7 +18,7 @@ from maskvid_edu.patches import unpatchify
 from maskvid_edu.targets import make_targets
 from maskvid_edu.tokenizers import VQVAE, vqvae_config
 from maskvid_edu.widgets import (
-    _figure_to_png,
+    figure_to_png,
     difference_image,
     motion_explorer,
     render_motion_targets,
@@ -148,7 +148,7 @@ def test_motion_explorer_rerenders_and_shows_a_static_png():
     assert set(box.controls) == {"frame", "threshold", "gain"}
     assert box.controls["frame"].max == 4
     first = bytes(box.image.value)
-    assert first == _figure_to_png(render_motion_view(video, 1, 0.02))
+    assert first == figure_to_png(render_motion_view(video, 1, 0.02))
     Image.open(io.BytesIO(first)).verify()
     seen = [first]
     for name, value in (("frame", 3), ("threshold", 0.5), ("gain", 6.0)):

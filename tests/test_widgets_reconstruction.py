@@ -20,7 +20,7 @@ from maskvid_edu.patches import normalize_patches, patchify, unpatchify
 from maskvid_edu.widgets import (
     MASK_ALPHA,
     MASK_GREY,
-    _figure_to_png,
+    figure_to_png,
     reconstruction_explorer,
     render_dual_masking,
     render_reconstructions,
@@ -295,7 +295,7 @@ def test_time_steps_runs_every_model_and_validates():
 
 
 def _png(fig: Figure) -> Image.Image:
-    return Image.open(io.BytesIO(_figure_to_png(fig)))
+    return Image.open(io.BytesIO(figure_to_png(fig)))
 
 
 def test_render_reconstructions_draws_one_row_per_reconstruction():
@@ -361,7 +361,7 @@ def test_reconstruction_explorer_only_indexes_precomputed_views():
     finally:
         R.reconstruct = original
     assert not calls and bytes(box.image.value) != first
-    expected = _figure_to_png(render_reconstructions(views[("a", "random", 0.5)], 3, title="a: random masking, ρ = 0.50"))
+    expected = figure_to_png(render_reconstructions(views[("a", "random", 0.5)], 3, title="a: random masking, ρ = 0.50"))
     assert bytes(box.image.value) == expected
     with pytest.raises(ValueError, match="strategy"):
         reconstruction_explorer(views, strategy="frame")
