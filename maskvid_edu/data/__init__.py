@@ -32,6 +32,7 @@ from .davis import (
 )
 from .lists import (
     BadVideoWarning,
+    IgnoredPath,
     MalformedLine,
     ParsedList,
     VideoSample,
@@ -51,6 +52,7 @@ __all__ = [
     "DAVIS_PALETTE",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "IgnoredPath",
     "MalformedLine",
     "ParsedList",
     "SHIPPED_CLIP",

@@ -74,6 +74,7 @@ from maskvid_edu.data.augment import ClipTransform
 from maskvid_edu.data.decoders import VideoDecodeError, open_video
 from maskvid_edu.data.lists import (
     BadVideoWarning,
+    IgnoredPath,
     MalformedLine,
     ParsedList,
     VideoSample,
@@ -270,8 +271,10 @@ class VideoDataset(Dataset):
         classes: Sequence[str] | None = None,
     ):
         malformed: list[MalformedLine] = []
+        ignored: list[IgnoredPath] = []
         if isinstance(samples, ParsedList):
             malformed, classes = samples.malformed, classes if classes is not None else samples.classes
+            ignored = samples.ignored
             samples = samples.samples
         samples = list(samples)
         if not all(isinstance(s, VideoSample) for s in samples):
@@ -326,12 +329,17 @@ class VideoDataset(Dataset):
             }[mode]
         self.transform = transform
         self.stats = DataStats(malformed)
+        self.ignored = list(ignored)  # paths of a dataset folder that are not videos (never read)
 
     # -- constructors for the common formats --------------------------------------------------
     @classmethod
     def from_list(cls, list_file, root=None, *, classes=None, ext: str = ".mp4", **kwargs) -> "VideoDataset":
         """From a ``path label`` list, a ``path,label`` CSV or a Kinetics CSV (:func:`read_video_list`)."""
         parsed = read_video_list(list_file, root, classes=classes, ext=ext, strict=kwargs.get("strict", False))
+        if not parsed.samples:
+            what = (f"all {len(parsed.malformed)} of its entries are malformed (first: {parsed.malformed[0]})"
+                    if parsed.malformed else "it holds no entries (only blank or '#' lines)")
+            raise ValueError(f"the dataset has no samples: video list {str(list_file)!r}: {what}")
         return cls(parsed, **kwargs)
 
     @classmethod
@@ -352,7 +360,8 @@ class VideoDataset(Dataset):
 
     @classmethod
     def from_folder(cls, root, *, labelled: bool = True, **kwargs) -> "VideoDataset":
-        """From ``<root>/<class>/<video or frame folder>`` (:func:`folder_samples`)."""
+        """From ``<root>/<class>/<video or frame folder>``, or with ``labelled=False`` also a flat
+        folder of videos (:func:`folder_samples`; what it leaves out is in ``self.ignored``)."""
         return cls(folder_samples(root, labelled=labelled), **kwargs)
 
     # -- sampling ------------------------------------------------------------------------------
@@ -452,8 +461,13 @@ class VideoDataset(Dataset):
         return SkipAwareLoader(dl, self)
 
     def summary(self) -> str:
-        """Counts per reason for the current (or last) epoch; see :class:`DataStats`."""
-        return self.stats.summary()
+        """Counts per reason for the current (or last) epoch; see :class:`DataStats`. Paths of a
+        dataset folder that were not taken as videos are listed after them."""
+        text = self.stats.summary()
+        if self.ignored:
+            text += f"\nnot videos, left out when the dataset was built: {len(self.ignored)}"
+            text += "".join(f"\n  {i}" for i in self.ignored[:3]) + ("\n  ..." if len(self.ignored) > 3 else "")
+        return text
 
     def __repr__(self) -> str:
         return (

@@ -29,9 +29,10 @@ from __future__ import annotations
 import csv
 import json
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from maskvid_edu.data.decoders import FRAME_EXTENSIONS
 
@@ -41,6 +42,8 @@ __all__ = [
     "VideoSample",
     "MalformedLine",
     "ParsedList",
+    "IgnoredPath",
+    "MIN_FOLDER_FRAMES",
     "read_video_list",
     "ucf101_samples",
     "hmdb51_samples",
@@ -49,7 +52,16 @@ __all__ = [
     "folder_samples",
 ]
 
+# "utf-8-sig" reads plain UTF-8 and drops the byte-order mark (EF BB BF) that spreadsheet
+# programs write at the start of a saved CSV: read as "utf-8", the mark sticks to the first
+# header name ("\ufeffpath"), the header is not recognised and every row becomes a bad path.
+LIST_ENCODING = "utf-8-sig"
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
+# A folder is one video given as frames when it directly holds at least this many images and no
+# video file. A single image is a poster or a thumbnail, not a clip (and a frame pair, the
+# shortest input a method here trains on, needs two frames).
+MIN_FOLDER_FRAMES = 2
 
 
 class BadVideoWarning(UserWarning):
@@ -84,6 +96,22 @@ class ParsedList:
     samples: list[VideoSample]
     malformed: list[MalformedLine] = field(default_factory=list)
     classes: list[str] | None = None
+    ignored: list["IgnoredPath"] = field(default_factory=list)  # folders only: what was not taken
+
+
+@dataclass(frozen=True)
+class IgnoredPath:
+    """A file or folder under a dataset folder that is neither a video nor a frame folder.
+
+    :func:`folder_samples` leaves it out (never reads it as a video) and keeps it here, with the
+    reason, for the warning and the dataset's summary.
+    """
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
 
 
 # =============================================================================================
@@ -153,11 +181,13 @@ def read_video_list(
 
     Returns:
         :class:`ParsedList`. Blank lines and lines starting with ``#`` are ignored; anything else
-        that does not parse is a :class:`MalformedLine` (and a :class:`BadVideoWarning`).
+        that does not parse is a :class:`MalformedLine` (and a :class:`BadVideoWarning`). The
+        file is read as UTF-8; a leading byte-order mark (a CSV saved by a spreadsheet program)
+        is dropped, so the header is still recognised.
     """
     list_file = _require_file(list_file, "video list")
     root = list_file.parent if root is None else _require_dir(root, "video root folder")
-    with open(list_file, newline="", encoding="utf-8") as f:
+    with open(list_file, newline="", encoding=LIST_ENCODING) as f:
         lines = f.read().splitlines()
     first = next((ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")), "")
     header = [h.strip().lower() for h in first.split(",")]
@@ -264,7 +294,7 @@ def _read_kinetics_csv(list_file: Path, lines: list[str], root: Path, classes, e
 
 
 def _read_lines(path: Path) -> list[str]:
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding=LIST_ENCODING, errors="replace") as f:
         return f.read().splitlines()
 
 
@@ -383,10 +413,10 @@ def ssv2_samples(video_root, annotation_dir, subset: str = "train", *, ext: str 
         raise ValueError(f"subset must be 'train', 'validation' or 'test', got {subset!r}")
     labels_file = _require_file(annotation_dir / "labels.json", "SSv2 labels.json")
     list_file = _require_file(annotation_dir / f"something-something-v2-{subset}.json", f"SSv2 {subset} annotations")
-    with open(labels_file, encoding="utf-8") as f:
+    with open(labels_file, encoding=LIST_ENCODING) as f:
         label_map = {k: int(v) for k, v in json.load(f).items()}
     classes = [name for name, _ in sorted(label_map.items(), key=lambda kv: kv[1])]
-    with open(list_file, encoding="utf-8") as f:
+    with open(list_file, encoding=LIST_ENCODING) as f:
         entries = json.load(f)
     if not isinstance(entries, list):
         raise ValueError(f"{list_file} must hold a JSON list of objects, got {type(entries).__name__}")
@@ -408,26 +438,160 @@ def ssv2_samples(video_root, annotation_dir, subset: str = "train", *, ext: str 
     return ParsedList(samples, malformed, classes)
 
 
-def folder_samples(root, *, labelled: bool = True) -> ParsedList:
-    """Every video file or frame folder under ``root``.
+class _FolderScan:
+    """One search of a dataset folder: each folder is listed once; every file met is counted by
+    extension and every entry not taken is kept with the reason (for the notes and, when nothing
+    is found, the error)."""
 
-    With ``labelled=True`` the layout is ``<root>/<class>/<video file | frame folder>`` and labels
-    number the class folders alphabetically; otherwise ``<root>/<video file | frame folder>``.
-    A frame folder is a folder that directly holds images.
-    """
-    root = _require_dir(root, "video folder")
+    def __init__(self, root: Path):
+        self.root = root
+        self.ignored: list[IgnoredPath] = []
+        self.extensions: Counter = Counter()  # extension -> files met
+        self.folders = 0
+        self.first: list[str] = []  # the first few entries met, relative to the root
+        self._listed: dict[Path, list[Path]] = {}
 
-    def items(folder: Path) -> list[Path]:
-        out = []
-        for p in sorted(folder.iterdir()):
-            if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
+    def entries(self, folder: Path) -> list[Path]:
+        """The entries of ``folder`` in name order; hidden ones (``.DS_Store``, ``.ipynb_checkpoints``) left out."""
+        if folder not in self._listed:
+            entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+            for p in entries:
+                if p.is_dir():
+                    self.folders += 1
+                else:
+                    self.extensions[p.suffix.lower() or "(none)"] += 1
+                if len(self.first) < 6:
+                    self.first.append(self.relative(p))
+            self._listed[folder] = entries
+        return self._listed[folder]
+
+    def relative(self, path: Path) -> str:
+        return str(path.relative_to(self.root)) if path != self.root else "."
+
+    def counts(self, folder: Path) -> tuple[int, int]:
+        """``(image files, video files)`` directly in ``folder``."""
+        files = [p.suffix.lower() for p in self.entries(folder) if p.is_file()]
+        return sum(e in FRAME_EXTENSIONS for e in files), sum(e in VIDEO_EXTENSIONS for e in files)
+
+    def is_frame_folder(self, folder: Path) -> bool:
+        images, videos = self.counts(folder)
+        return images >= MIN_FOLDER_FRAMES and videos == 0
+
+    def ignore(self, path: Path, reason: str) -> None:
+        self.ignored.append(IgnoredPath(str(path), reason))
+
+    def videos_in(self, folder: Path, expand: Callable[[Path], list[Path]] | None = None) -> list[Path]:
+        """The video files and frame folders directly in ``folder``, in name order.
+
+        A sub-folder that is not a frame folder is handed to ``expand`` (a class folder of the
+        unlabelled search), or ignored with the reason when there is no ``expand``. Any other
+        file is ignored: an image beside videos is a stray (a thumbnail), never a video.
+        """
+        out: list[Path] = []
+        beside = self.counts(folder)[1]  # videos in this folder: an image next to them is a thumbnail
+        for p in self.entries(folder):
+            ext = p.suffix.lower()
+            if p.is_file():
+                if ext in VIDEO_EXTENSIONS:
+                    out.append(p)
+                elif ext in FRAME_EXTENSIONS and beside:
+                    self.ignore(p, f"an image beside {beside} video(s), not a frame (a frame folder holds images and no videos)")
+                elif ext in FRAME_EXTENSIONS:
+                    self.ignore(p, "an image outside a frame folder (frames go in a folder of their own, one per video)")
+                else:
+                    self.ignore(p, f"not a video file ({ext or 'no extension'})")
+            elif self.is_frame_folder(p):
                 out.append(p)
-            elif p.is_dir() and any(q.suffix.lower() in FRAME_EXTENSIONS for q in p.iterdir()):
-                out.append(p)
+            elif expand is not None and (self.counts(p)[1] or any(q.is_dir() for q in self.entries(p))):
+                out.extend(expand(p))  # a class folder: it holds videos or folders
+            else:
+                self.ignore(p, self.why_not_frames(p))
         return out
 
-    if not labelled:
-        return ParsedList([VideoSample(str(p)) for p in items(root)])
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    samples = [VideoSample(str(p), k) for k, c in enumerate(classes) for p in items(root / c)]
-    return ParsedList(samples, [], classes)
+    def why_not_frames(self, folder: Path) -> str:
+        """Why ``folder`` is neither a frame folder nor searched further."""
+        images, videos = self.counts(folder)
+        if videos:
+            return f"a folder of {videos} video(s) deeper than <root>/<class>/<video>"
+        if images:
+            return f"holds {images} image(s): a frame folder needs at least {MIN_FOLDER_FRAMES} frames"
+        if any(q.is_dir() for q in self.entries(folder)):
+            return "a folder deeper than <root>/<class>/<video>"
+        return "holds no video file and no images"
+
+    def nothing_found(self, labelled: bool) -> str:
+        """The error when the search took nothing: what was looked for, and what is there instead."""
+        frames = "/".join(e.lstrip(".") for e in FRAME_EXTENSIONS)
+        layouts = (
+            "<root>/<class>/<video file> or <root>/<class>/<frame folder> (labels from the class folder names)"
+            if labelled
+            else "<root>/<video file>, <root>/<frame folder>, <root>/<class>/<video file> or <root>/<class>/<frame folder>"
+        )
+        n_files = sum(self.extensions.values())
+        by_ext = ", ".join(f"{e} {n}" for e, n in sorted(self.extensions.items(), key=lambda en: (-en[1], en[0]))[:8])
+        found = f"{n_files} file(s) ({by_ext}) and {self.folders} folder(s)" if n_files else f"no files and {self.folders} folder(s)"
+        if self.first:
+            found += ", e.g. " + ", ".join(self.first)
+        if self.ignored:
+            found += "; not taken: " + "; ".join(f"{self.relative(Path(i.path))}: {i.reason}" for i in self.ignored[:3])
+        hints = []
+        images, videos = self.counts(self.root)
+        if labelled and videos:
+            hints.append(f"the {videos} video(s) directly in the root have no class folder: read them unlabelled (labelled=False)")
+        if images >= MIN_FOLDER_FRAMES and not videos:
+            hints.append("the root itself looks like the frames of one video: give the folder that holds it")
+        return (
+            f"no samples in folder {str(self.root)!r}: looked for video files ({', '.join(VIDEO_EXTENSIONS)}) and frame "
+            f"folders (at least {MIN_FOLDER_FRAMES} {frames} images and no video) laid out as {layouts}; "
+            f"found {found}" + "".join(f"; {h}" for h in hints)
+        )
+
+
+def _report_ignored(ignored: list[IgnoredPath], root: Path, limit: int = 5) -> None:
+    if not ignored:
+        return
+    shown = "; ".join(str(i) for i in ignored[:limit]) + (f"; ... and {len(ignored) - limit} more" if len(ignored) > limit else "")
+    warnings.warn(f"{root}: ignored {len(ignored)} path(s) that are not videos: {shown}", BadVideoWarning, stacklevel=3)
+
+
+def folder_samples(root, *, labelled: bool = True) -> ParsedList:
+    """Every video file and frame folder of a dataset folder.
+
+    Layouts:
+
+    * ``labelled=True``: ``<root>/<class>/<video file | frame folder>``; labels number the class
+      folders alphabetically (``ParsedList.classes``). Files directly in ``root`` are not taken.
+    * ``labelled=False``: a flat ``<root>/<video file | frame folder>``, and also
+      ``<root>/<class>/<video file | frame folder>`` (the class folders only group the videos).
+
+    A video file has one of :data:`VIDEO_EXTENSIONS`. A frame folder directly holds at least
+    :data:`MIN_FOLDER_FRAMES` images (:data:`~maskvid_edu.data.decoders.FRAME_EXTENSIONS`:
+    jpg, jpeg, png, bmp, webp, pgm, ppm) and no video file. Everything else met on the way (a
+    ``thumb.png`` beside the videos, a ``README``, a folder nested deeper) is never read as a
+    video: it is left out and listed in ``ParsedList.ignored`` with the reason, and one
+    :class:`BadVideoWarning` names the first few. Hidden entries (names starting with ``.``) are
+    not searched.
+
+    Raises:
+        FileNotFoundError / NotADirectoryError: ``root`` is not a folder.
+        ValueError: nothing was found; the message says what was looked for (extensions and
+            layouts) and what the folder holds instead (files per extension, the first names).
+    """
+    root = _require_dir(root, "video folder")
+    scan = _FolderScan(root)
+    classes = None
+    if labelled:
+        classes, samples = [], []
+        for p in scan.entries(root):
+            if p.is_dir():
+                label = len(classes)
+                classes.append(p.name)
+                samples += [VideoSample(str(v), label) for v in scan.videos_in(p)]
+            else:
+                scan.ignore(p, "not inside a class folder (the labelled layout is <root>/<class>/<video>)")
+    else:
+        samples = [VideoSample(str(v)) for v in scan.videos_in(root, expand=scan.videos_in)]
+    if not samples:
+        raise ValueError(scan.nothing_found(labelled))
+    _report_ignored(scan.ignored, root)
+    return ParsedList(samples, [], classes, scan.ignored)
