@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -438,10 +439,24 @@ def ssv2_samples(video_root, annotation_dir, subset: str = "train", *, ext: str 
     return ParsedList(samples, malformed, classes)
 
 
+@dataclass
+class _Listing:
+    """One folder as the search sees it (hidden names left out)."""
+
+    files: list[Path]  # name order; not kept for a frame folder (thousands of frames, never needed)
+    folders: list[Path]  # name order
+    images: int  # image files directly in the folder
+    videos: int  # video files directly in the folder
+
+    @property
+    def is_frame_folder(self) -> bool:
+        return self.images >= MIN_FOLDER_FRAMES and self.videos == 0
+
+
 class _FolderScan:
-    """One search of a dataset folder: each folder is listed once; every file met is counted by
-    extension and every entry not taken is kept with the reason (for the notes and, when nothing
-    is found, the error)."""
+    """One search of a dataset folder: each folder is listed once (``os.scandir``: names and
+    entry types, no stat per file); every file met is counted by extension and every entry not
+    taken is kept with the reason (for the notes and, when nothing is found, the error)."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -449,33 +464,27 @@ class _FolderScan:
         self.extensions: Counter = Counter()  # extension -> files met
         self.folders = 0
         self.first: list[str] = []  # the first few entries met, relative to the root
-        self._listed: dict[Path, list[Path]] = {}
+        self._listed: dict[Path, _Listing] = {}
 
-    def entries(self, folder: Path) -> list[Path]:
-        """The entries of ``folder`` in name order; hidden ones (``.DS_Store``, ``.ipynb_checkpoints``) left out."""
+    def listing(self, folder: Path) -> _Listing:
         if folder not in self._listed:
-            entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-            for p in entries:
-                if p.is_dir():
-                    self.folders += 1
-                else:
-                    self.extensions[p.suffix.lower() or "(none)"] += 1
-                if len(self.first) < 6:
-                    self.first.append(self.relative(p))
-            self._listed[folder] = entries
+            with os.scandir(folder) as it:
+                entries = sorted((e.name, e.is_dir()) for e in it if not e.name.startswith("."))
+            files = [folder / name for name, is_dir in entries if not is_dir]
+            folders = [folder / name for name, is_dir in entries if is_dir]
+            exts = [p.suffix.lower() for p in files]
+            self.extensions.update(e or "(none)" for e in exts)
+            self.folders += len(folders)
+            self.first += [self.relative(folder / name) for name, _ in entries[: max(0, 6 - len(self.first))]]
+            images, videos = sum(e in FRAME_EXTENSIONS for e in exts), sum(e in VIDEO_EXTENSIONS for e in exts)
+            listing = _Listing(files, folders, images, videos)
+            if listing.is_frame_folder and folder != self.root:
+                listing.files = []
+            self._listed[folder] = listing
         return self._listed[folder]
 
     def relative(self, path: Path) -> str:
         return str(path.relative_to(self.root)) if path != self.root else "."
-
-    def counts(self, folder: Path) -> tuple[int, int]:
-        """``(image files, video files)`` directly in ``folder``."""
-        files = [p.suffix.lower() for p in self.entries(folder) if p.is_file()]
-        return sum(e in FRAME_EXTENSIONS for e in files), sum(e in VIDEO_EXTENSIONS for e in files)
-
-    def is_frame_folder(self, folder: Path) -> bool:
-        images, videos = self.counts(folder)
-        return images >= MIN_FOLDER_FRAMES and videos == 0
 
     def ignore(self, path: Path, reason: str) -> None:
         self.ignored.append(IgnoredPath(str(path), reason))
@@ -488,34 +497,38 @@ class _FolderScan:
         file is ignored: an image beside videos is a stray (a thumbnail), never a video.
         """
         out: list[Path] = []
-        beside = self.counts(folder)[1]  # videos in this folder: an image next to them is a thumbnail
-        for p in self.entries(folder):
+        here = self.listing(folder)
+        entries = sorted([(p, False) for p in here.files] + [(p, True) for p in here.folders], key=lambda e: e[0].name)
+        for p, is_folder in entries:
             ext = p.suffix.lower()
-            if p.is_file():
+            if not is_folder:
                 if ext in VIDEO_EXTENSIONS:
                     out.append(p)
-                elif ext in FRAME_EXTENSIONS and beside:
-                    self.ignore(p, f"an image beside {beside} video(s), not a frame (a frame folder holds images and no videos)")
+                elif ext in FRAME_EXTENSIONS and here.videos:
+                    reason = f"an image beside {here.videos} video(s), not a frame (a frame folder holds images and no videos)"
+                    self.ignore(p, reason)
                 elif ext in FRAME_EXTENSIONS:
                     self.ignore(p, "an image outside a frame folder (frames go in a folder of their own, one per video)")
                 else:
                     self.ignore(p, f"not a video file ({ext or 'no extension'})")
-            elif self.is_frame_folder(p):
+                continue
+            sub = self.listing(p)
+            if sub.is_frame_folder:
                 out.append(p)
-            elif expand is not None and (self.counts(p)[1] or any(q.is_dir() for q in self.entries(p))):
+            elif expand is not None and (sub.videos or sub.folders):
                 out.extend(expand(p))  # a class folder: it holds videos or folders
             else:
-                self.ignore(p, self.why_not_frames(p))
+                self.ignore(p, self.why_not_frames(sub))
         return out
 
-    def why_not_frames(self, folder: Path) -> str:
-        """Why ``folder`` is neither a frame folder nor searched further."""
-        images, videos = self.counts(folder)
-        if videos:
-            return f"a folder of {videos} video(s) deeper than <root>/<class>/<video>"
-        if images:
-            return f"holds {images} image(s): a frame folder needs at least {MIN_FOLDER_FRAMES} frames"
-        if any(q.is_dir() for q in self.entries(folder)):
+    @staticmethod
+    def why_not_frames(sub: _Listing) -> str:
+        """Why a folder is neither a frame folder nor searched further."""
+        if sub.videos:
+            return f"a folder of {sub.videos} video(s) deeper than <root>/<class>/<video>"
+        if sub.images:
+            return f"holds {sub.images} image(s): a frame folder needs at least {MIN_FOLDER_FRAMES} frames"
+        if sub.folders:
             return "a folder deeper than <root>/<class>/<video>"
         return "holds no video file and no images"
 
@@ -535,7 +548,8 @@ class _FolderScan:
         if self.ignored:
             found += "; not taken: " + "; ".join(f"{self.relative(Path(i.path))}: {i.reason}" for i in self.ignored[:3])
         hints = []
-        images, videos = self.counts(self.root)
+        top = self.listing(self.root)
+        images, videos = top.images, top.videos
         if labelled and videos:
             hints.append(f"the {videos} video(s) directly in the root have no class folder: read them unlabelled (labelled=False)")
         if images >= MIN_FOLDER_FRAMES and not videos:
@@ -582,13 +596,12 @@ def folder_samples(root, *, labelled: bool = True) -> ParsedList:
     classes = None
     if labelled:
         classes, samples = [], []
-        for p in scan.entries(root):
-            if p.is_dir():
-                label = len(classes)
-                classes.append(p.name)
-                samples += [VideoSample(str(v), label) for v in scan.videos_in(p)]
-            else:
-                scan.ignore(p, "not inside a class folder (the labelled layout is <root>/<class>/<video>)")
+        top = scan.listing(root)
+        for p in top.files:
+            scan.ignore(p, "not inside a class folder (the labelled layout is <root>/<class>/<video>)")
+        for label, p in enumerate(top.folders):
+            classes.append(p.name)
+            samples += [VideoSample(str(v), label) for v in scan.videos_in(p)]
     else:
         samples = [VideoSample(str(v)) for v in scan.videos_in(root, expand=scan.videos_in)]
     if not samples:
