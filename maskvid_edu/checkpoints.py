@@ -47,6 +47,7 @@ __all__ = [
     "to_official",
     "to_transformers",
     "read_state_dict",
+    "check_finite",
     "save_checkpoint",
 ]
 
@@ -146,9 +147,44 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except Exception as err:  # unpickling errors come in many types
         raise ValueError(f"{str(path)!r} is not a readable torch checkpoint (weights_only=True): {err}") from err
     try:
-        return _unwrap(obj)
+        sd = _unwrap(obj)
     except ValueError as err:
         raise ValueError(f"{str(path)!r}: {err}") from None
+    check_finite(sd, f"checkpoint {str(path)!r}")
+    return sd
+
+
+def check_finite(state_dict: Mapping[str, torch.Tensor], source: str = "the state dict") -> None:
+    """Refuse weights that hold NaN or ±inf.
+
+    A run that diverged can leave NaN weights behind; loaded silently, they make every feature
+    NaN, and an evaluation then reports chance accuracy (or a J&F of 0) without saying why.
+    Every floating-point (or complex) tensor is checked; integer tensors (step counters,
+    index buffers) cannot hold NaN and are passed over.
+
+    Args:
+        state_dict: ``name -> tensor``.
+        source: what the weights are, for the message (e.g. ``"checkpoint 'run/checkpoint.pt'"``).
+
+    Raises:
+        ValueError: naming ``source``, the first bad key (in the state dict's order), how many
+            of its values are NaN / inf, and how many tensors are bad in all.
+    """
+    bad, checked = [], 0
+    for key, value in state_dict.items():
+        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+            checked += 1
+            if not bool(torch.isfinite(value).all()):
+                bad.append(key)
+    if not bad:
+        return
+    first = state_dict[bad[0]]
+    nan, inf = int(torch.isnan(first).sum()), int(torch.isinf(first).sum())
+    raise ValueError(
+        f"{source} holds non-finite weights: {len(bad)} of its {checked} floating-point tensors contain NaN or inf; "
+        f"the first is {bad[0]!r} ({nan} NaN and {inf} inf of {first.numel()} values). A run that diverged "
+        "writes such weights: use an earlier checkpoint or retrain"
+    )
 
 
 def _unwrap(obj) -> dict[str, torch.Tensor]:
@@ -280,6 +316,7 @@ def load_videomae(model: nn.Module, state_dict_or_path, strict: bool = True) -> 
         sd = read_state_dict(state_dict_or_path)
     elif isinstance(state_dict_or_path, Mapping):
         sd = _unwrap(state_dict_or_path)
+        check_finite(sd)
     else:
         raise ValueError(
             f"state_dict_or_path must be a state dict or a file path, got {type(state_dict_or_path).__name__}"

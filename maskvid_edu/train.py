@@ -87,7 +87,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .checkpoints import save_checkpoint
+from .checkpoints import check_finite, save_checkpoint
 from .utils import resolve_device
 
 __all__ = [
@@ -388,6 +388,7 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, map_locati
         raise ValueError(f"{str(path)!r} could not be read as a checkpoint: {err}") from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{str(path)!r} is not a checkpoint written by maskvid_edu.train (format {CHECKPOINT_FORMAT})")
+    check_finite(ckpt.get("model", {}), f"checkpoint {str(path)!r}")
     if model is not None:
         model.load_state_dict(ckpt["model"])
     return ckpt

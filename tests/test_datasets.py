@@ -11,12 +11,14 @@ import torch
 from maskvid_edu.data.augment import ClipTransform
 from maskvid_edu.data.datasets import (
     EVENTS,
-    BadVideoWarning,
     DataStats,
     SkippedItem,
     VideoDataset,
-    VideoSample,
     collate_skip_bad,
+)
+from maskvid_edu.data.lists import (
+    BadVideoWarning,
+    VideoSample,
     folder_samples,
     hmdb51_samples,
     read_video_list,

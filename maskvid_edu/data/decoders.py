@@ -11,7 +11,7 @@ Three backends sit behind it:
 ``decord``  (default, fast random access; the decoder VideoMAE and VideoMAE V2 use)
 ``pyav``    (FFmpeg through PyAV; decodes sequentially from the first frame, so it is exact
             but its cost grows with the largest index asked for)
-``frames``  (a folder of ``.jpg``/``.png``/``.bmp``/``.webp`` images, sorted in natural order,
+``frames``  (a folder of images, any of :data:`FRAME_EXTENSIONS`, sorted in natural order,
             the layout of DAVIS, VIP, JHMDB and of "raw frame" Kinetics/SSv2 copies)
 
 ``backend="auto"`` uses ``frames`` for a folder and ``decord`` for a file, and falls back to
@@ -76,7 +76,7 @@ __all__ = [
     "FRAME_EXTENSIONS",
 ]
 
-FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".ppm")
 DECODE_ERROR_KINDS = ("empty_file", "unreadable", "zero_frames", "decode_error")
 
 
