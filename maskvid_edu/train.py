@@ -627,7 +627,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self.hook is not None:
             self.hook(step, self.total_steps)
-        self.window.add_grad_norm(grad_norm)
+        self.window.add_grad_norm(grad_norm, step)
 
 
 

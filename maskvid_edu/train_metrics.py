@@ -42,8 +42,9 @@ class MetricWindow:
     def __init__(self, device: torch.device):
         self.device = device
         self.names: list[str] | None = None
-        self.first_bad_step = None  # (,) long on the device, -1 while every loss was finite
+        self.first_bad_step = None  # (,) long on the device, -1 while every loss and gradient was finite
         self.first_bad_values = None  # (1 + n_terms,) the loss and terms of that step
+        self.bad_gradient = None  # (,) bool: the first bad step had finite losses but a non-finite gradient
         self.checked_step = 0  # the step of the last successful check_finite
         self.clips: dict[int, list[int]] = {}  # step -> clip ids of its micro-batches (this process)
         self.reset()
@@ -70,10 +71,19 @@ class MetricWindow:
         self.first_bad_step = torch.where(new_bad, torch.full_like(self.first_bad_step, step), self.first_bad_step)
         self.first_bad_values = torch.where(new_bad, values, self.first_bad_values)
 
-    def add_grad_norm(self, grad_norm: torch.Tensor) -> None:
-        """Add one optimizer step's global gradient norm (a 0-d device tensor)."""
-        self.grad_norm = self.grad_norm + grad_norm.detach().float()
+    def add_grad_norm(self, grad_norm: torch.Tensor, step: int) -> None:
+        """Add one optimizer step's global gradient norm (a 0-d device tensor). A non-finite
+        norm with finite losses marks the step too: an ``inf`` in an input the loss never reads
+        (a visible token of a model without token mixing) still poisons the weights through
+        ``0 · inf`` in the backward pass, and the loss turns non-finite only a step later."""
+        grad_norm = grad_norm.detach().float()
+        self.grad_norm = self.grad_norm + grad_norm
         self.steps += 1
+        if self.names is None:
+            return
+        new_bad = (~torch.isfinite(grad_norm)) & (self.first_bad_step < 0)
+        self.first_bad_step = torch.where(new_bad, torch.full_like(self.first_bad_step, step), self.first_bad_step)
+        self.bad_gradient = self.bad_gradient | new_bad
 
     def note_clips(self, step: int, batch) -> None:
         """Remember which clips step ``step`` trained on, if the batch says (``batch["index"]``)."""
@@ -87,6 +97,7 @@ class MetricWindow:
         self.names = names
         self.first_bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
         self.first_bad_values = torch.zeros(1 + len(names), device=self.device)
+        self.bad_gradient = torch.zeros((), dtype=torch.bool, device=self.device)
 
     # -- reading back (host syncs) -----------------------------------------------------------
 
@@ -110,15 +121,18 @@ class MetricWindow:
             self.checked_step = step
             self.clips.clear()
             return
-        if int(self.first_bad_step) == bad_step:
+        what = "loss"
+        if int(self.first_bad_step) != bad_step:
+            terms = "on another process"
+        elif bool(self.bad_gradient):
+            what, terms = "gradient", "the loss terms were finite, the gradient norm was not"
+        else:
             vals = self.first_bad_values.tolist()
             terms = ", ".join(f"{n}={v:.6g}" for n, v in zip(["loss"] + self.names, vals))
-        else:
-            terms = "on another process"
         ids = self.clips.get(bad_step)
         clips = f"; clips of step {bad_step}: {describe_clips(ids, samples)}" if ids else ""
         raise FloatingPointError(
-            f"non-finite loss at step {bad_step} ({terms}); training stopped, {kept}. Found at step {step}: the "
+            f"non-finite {what} at step {bad_step} ({terms}); training stopped, {kept}. Found at step {step}: the "
             f"loss is checked every log/checkpoint, so steps {self.checked_step}–{step - 1} were run since the "
             f"last check{clips}"
         )
