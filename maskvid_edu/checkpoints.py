@@ -49,6 +49,7 @@ __all__ = [
     "read_state_dict",
     "check_finite",
     "save_checkpoint",
+    "remove_stale_temporaries",
 ]
 
 FORMATS = ("official_pretrain", "official_finetune", "transformers")
@@ -447,3 +448,21 @@ def save_checkpoint(obj, path: str | os.PathLike) -> Path:
             os.remove(tmp)
         raise
     return path
+
+
+def remove_stale_temporaries(directory: str | os.PathLike, name: str) -> list[Path]:
+    """Delete the temporary files that :func:`save_checkpoint` leaves when a process is killed
+    mid-write (``.<name>.*.tmp`` in ``directory``); return the paths removed.
+
+    Call it when a run starts or resumes in ``directory``, before it writes: a temporary file
+    of *this* checkpoint name can then only be debris of an earlier, interrupted write.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for tmp in sorted(directory.glob(f".{name}.*.tmp")):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed

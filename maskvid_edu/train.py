@@ -20,17 +20,15 @@ What one optimizer step does (``accum_steps`` micro-batches of ``batch_size`` cl
         backward(loss_k / accum_steps)                    # so the sum of grads = grad of the mean
     clip the gradient norm; AdamW step at lr(step); zero grads; model.on_optimizer_step(step, S)
 
-The recipe is VideoMAE's (and MAE's):
+The recipe is VideoMAE's (and MAE's); its pieces live in :mod:`maskvid_edu.schedule`:
 
 - **Learning rate** ``lr = base_lr × effective_batch / 256`` (the linear scaling rule), where
   ``effective_batch = batch_size × accum_steps × world_size``; or set ``lr`` directly.
-- **Schedule** per optimizer step ``s`` of ``S``, with ``W`` warm-up steps:
-  ``lr(s) = lr · s / W`` for ``s < W``, then
-  ``lr(s) = min_lr + (lr − min_lr) · (1 + cos(π (s − W) / (S − W))) / 2``.
-- **AdamW** ``betas = (0.9, 0.95)``, weight decay 0.05 on weight matrices only: biases, norm
-  weights (every 1-D parameter) and the position embedding / learned tokens (``pos_embed``,
-  ``mask_token``, ``cls_token``, …) are not decayed — shrinking them towards zero has no
-  regularising meaning.
+- **Schedule** per optimizer step: linear warm-up, then a half cosine down to ``min_lr``
+  (:func:`~maskvid_edu.schedule.lr_at`). A warm-up not shorter than the run (it would never
+  reach ``lr``) is cut to 10 % of the run, with a warning.
+- **AdamW** ``betas = (0.9, 0.95)``, weight decay 0.05 on weight matrices only — not on biases,
+  norms, position embeddings or learned tokens (:func:`~maskvid_edu.schedule.param_groups`).
 
 Engineering that the loop takes care of:
 
@@ -38,15 +36,24 @@ Engineering that the loop takes care of:
   device*; they are copied to the host only every ``log_every`` steps (a ``.item()`` per step
   would stall a GPU pipeline on every iteration). A non-finite loss is recorded on the device
   too (the first bad step and its loss terms) and raised as :class:`FloatingPointError` at the
-  next log or checkpoint, *before* anything is written — the last good checkpoint stays intact.
+  next log or checkpoint, *before* anything is written — the last good checkpoint stays intact;
+  the message names the steps run since the previous check and the clips (``batch["index"]``,
+  recorded on the host) of the bad step (:mod:`maskvid_edu.train_metrics`).
   Masks are drawn on the device and, with ``fixed_mask_count`` (above), no model reads a mask's
   count back (``tests/test_sync_free.py`` runs every model's step on value-less fake tensors);
   on CUDA, batches arrive in pinned memory with ``non_blocking=True`` copies, and AdamW is fused.
 - **Exact resume.** A checkpoint holds the model (with any EMA target), optimizer, scheduler,
   gradient scaler, every random state (torch, CUDA, numpy, Python, the mask generator — one set
-  per rank) and the step. The data order is a function of ``(seed, epoch)`` only, and a resumed
-  run skips the clips already consumed in the current epoch, so on CPU "train N steps"
-  and "train k steps, stop, resume, finish" give bit-identical weights.
+  per rank), the step and the partial logging window. The data order is a function of
+  ``(seed, epoch)`` only (:class:`~maskvid_edu.data.sampler.ResumableSampler`), and a resumed
+  run skips the clips already consumed in the current epoch, so on CPU "train N steps" and
+  "train k steps, stop, resume, finish" give bit-identical weights and the same ``metrics.jsonl``.
+- **Fresh clips every epoch.** Before each epoch the trainer calls ``set_epoch(epoch)`` on the
+  dataset and on every dataset it wraps (:func:`~maskvid_edu.data.sampler.set_dataset_epoch`):
+  a seeded ``VideoDataset`` then draws new temporal windows and crops, the same ones on a rerun.
+- **Bad videos counted, never a hang.** Batches from ``collate_skip_bad`` are counted in
+  ``dataset.stats``; the usable-data rule (``DataStats.check_usable``) stops a run whose
+  epoch yields no usable clip or that skips more than half of its clips.
 - **Resume on another number of processes.** The checkpoint keeps the data position as a
   *global* count of clips consumed in the epoch, not a per-process batch index, so a run
   stopped on 8 GPUs can continue on 4 from the very next clip. Keep the effective batch by
@@ -54,7 +61,8 @@ Engineering that the loop takes care of:
   averages the gradient over the same clips. Only the per-process random streams (masks,
   dropout) cannot carry over; they are re-seeded, with a warning.
 - **Atomic checkpoints.** Written to a temporary file in the same folder, flushed, then renamed
-  over the old one with ``os.replace``: a crash while writing never leaves a truncated file.
+  over the old one with ``os.replace``: a crash while writing never leaves a truncated file,
+  and the temporary file a kill leaves behind is removed when the run starts or resumes.
 - **AMP** (``"bf16"``, or ``"fp16"`` with a gradient scaler on CUDA), **torch.compile**, and
   **DDP** when launched with ``torchrun`` (one process per device, each reading its own shard
   of every epoch's permutation, logging and checkpoints on rank 0 only).
@@ -75,297 +83,29 @@ import dataclasses
 import json
 import math
 import os
-import random
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .checkpoints import check_finite, save_checkpoint
+from .checkpoints import check_finite, remove_stale_temporaries, save_checkpoint
+from .data.sampler import ResumableSampler, set_dataset_epoch
+from .rng import STREAM_GLOBAL, STREAM_LOADER, STREAM_MASK, capture_rng_state, derive_seed, restore_rng_state, seed_everything
+from .schedule import NO_DECAY_NAMES, WarmupCosine, clamp_warmup, lr_at, param_groups
+from .train_config import TrainConfig, config_differences
+from .train_metrics import MetricWindow
 from .utils import resolve_device
 
-__all__ = [
-    "TrainConfig",
-    "Trainer",
-    "train",
-    "train_or_load",
-    "lr_at",
-    "param_groups",
-    "load_checkpoint",
-    "CHECKPOINT_NAME",
-    "METRICS_NAME",
-    "NO_DECAY_NAMES",
-]
+__all__ = ["TrainConfig", "Trainer", "train", "train_or_load", "lr_at", "param_groups", "load_checkpoint",
+           "CHECKPOINT_NAME", "METRICS_NAME", "NO_DECAY_NAMES"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
 CHECKPOINT_FORMAT = "maskvid_edu.train/1"
-
-#: A parameter whose own name (last component of its dotted name) contains one of these is not
-#: weight-decayed, nor is any parameter with at most one dimension (biases, norm weights).
-NO_DECAY_NAMES = ("pos_embed", "mask_token", "cls_token", "token")
-
-AMP_MODES = ("none", "bf16", "fp16")
-
-# Fields that change how a run is executed or recorded, not the numbers it produces. They may
-# differ between a checkpoint and the run that resumes or reloads it.
-_RUN_ONLY_FIELDS = frozenset(
-    {"out_dir", "log_every", "ckpt_every", "num_workers", "prefetch_factor", "num_threads", "tensorboard",
-     "progress", "device", "compile", "fused_optimizer", "channels_last"}
-)
-
-
-# ---------------------------------------------------------------------------------------------
-# Configuration
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainConfig:
-    """Everything the trainer needs besides the model and the data.
-
-    Length (set exactly one): ``steps`` optimizer steps, or ``epochs`` passes over the data
-    (may be fractional; converted to ``ceil(epochs · batches_per_epoch / accum_steps)`` steps).
-
-    Batch: ``batch_size`` clips per process and micro-batch; ``accum_steps`` micro-batches per
-    optimizer step. The effective batch is ``batch_size · accum_steps · world_size``.
-
-    Optimizer: peak ``lr`` if given, else ``base_lr · effective_batch / 256``; ``min_lr`` is
-    the floor of the cosine; warm-up over ``warmup_steps`` (or ``warmup_epochs``) steps;
-    AdamW with ``betas`` and ``weight_decay``; ``clip_grad`` = max global gradient norm (None:
-    no clipping, the norm is still logged).
-
-    Numerics: ``amp`` one of ``"none"``, ``"bf16"`` (autocast to bfloat16, CPU or CUDA),
-    ``"fp16"`` (autocast to float16 with a gradient scaler; CUDA only); ``compile`` wraps the
-    forward pass in ``torch.compile``; ``device`` ``"auto"`` | ``"cpu"`` | ``"cuda[:N]"``.
-
-    Bookkeeping: ``seed`` (global RNGs, mask generator and data order all derive from it);
-    ``out_dir`` (None: nothing is written); ``log_every`` steps between JSONL records;
-    ``ckpt_every`` steps between checkpoints (None: only at the end); ``num_workers`` data-loader
-    processes; ``num_threads`` intra-op CPU threads while training (None: leave torch's setting;
-    small models on a busy machine often run much faster with 1); ``tensorboard`` also write TensorBoard scalars; ``progress`` show a tqdm bar;
-    ``find_unused_parameters`` passed to DDP for models whose forward skips some parameters.
-
-    Speed (none of these changes what is computed, only how): ``fused_optimizer`` runs AdamW as
-    one fused kernel over all parameters (None: on CUDA only; the CPU kernel exists too, see
-    ``maskvid-edu bench --what optim``); ``channels_last`` stores ConvNet weights, hence their
-    activations, as NHWC (what tensor-core convolutions want on a GPU); ``prefetch_factor``
-    batches each loader worker keeps ready (with ``num_workers > 0``). On CUDA, batches come in
-    pinned host memory and are copied with ``non_blocking=True``, and masks are drawn on the device.
-    """
-
-    steps: int | None = None
-    epochs: float | None = None
-    batch_size: int = 8
-    accum_steps: int = 1
-    base_lr: float = 1.5e-4
-    lr: float | None = None
-    min_lr: float = 1e-5
-    warmup_steps: int | None = None
-    warmup_epochs: float | None = None
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
-    clip_grad: float | None = None
-    amp: str = "none"
-    compile: bool = False
-    device: str = "auto"
-    seed: int = 0
-    out_dir: str | None = None
-    log_every: int = 10
-    ckpt_every: int | None = None
-    num_workers: int = 0
-    prefetch_factor: int = 2
-    num_threads: int | None = None
-    tensorboard: bool = False
-    progress: bool = True
-    find_unused_parameters: bool = False
-    fused_optimizer: bool | None = None
-    channels_last: bool = False
-
-    def __post_init__(self):
-        if isinstance(self.betas, list):
-            self.betas = tuple(self.betas)
-        if isinstance(self.out_dir, Path):
-            self.out_dir = str(self.out_dir)
-        self.validate()
-
-    # -- checks ------------------------------------------------------------------------------
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first field that is out of range."""
-
-        def positive_int(name, allow_none=False):
-            v = getattr(self, name)
-            if v is None and allow_none:
-                return
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive int, got {v!r}")
-
-        def number(name, low=0.0, allow_none=False, strict=False):
-            v = getattr(self, name)
-            if v is None and allow_none:
-                return
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < low or (strict and v == low):
-                bound = f"> {low}" if strict else f">= {low}"
-                raise ValueError(f"TrainConfig.{name} must be a finite number {bound}, got {v!r}")
-
-        if (self.steps is None) == (self.epochs is None):
-            raise ValueError(
-                f"TrainConfig needs exactly one of steps or epochs, got steps={self.steps!r}, epochs={self.epochs!r}"
-            )
-        positive_int("steps", allow_none=True)
-        number("epochs", allow_none=True, strict=True)
-        positive_int("batch_size")
-        positive_int("accum_steps")
-        number("base_lr", strict=True)
-        number("lr", allow_none=True, strict=True)
-        number("min_lr")
-        if self.warmup_steps is not None and self.warmup_epochs is not None:
-            raise ValueError("TrainConfig: set warmup_steps or warmup_epochs, not both")
-        if self.warmup_steps is not None and (
-            isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0
-        ):
-            raise ValueError(f"TrainConfig.warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
-        number("warmup_epochs", allow_none=True)
-        number("weight_decay")
-        if (
-            not isinstance(self.betas, tuple)
-            or len(self.betas) != 2
-            or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in self.betas)
-        ):
-            raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
-        number("clip_grad", allow_none=True, strict=True)
-        if self.amp not in AMP_MODES:
-            raise ValueError(f"TrainConfig.amp must be one of {AMP_MODES}, got {self.amp!r}")
-        if not isinstance(self.compile, bool):
-            raise ValueError(f"TrainConfig.compile must be True or False, got {self.compile!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"TrainConfig.seed must be an int >= 0, got {self.seed!r}")
-        positive_int("log_every")
-        positive_int("ckpt_every", allow_none=True)
-        positive_int("num_threads", allow_none=True)
-        positive_int("prefetch_factor")
-        for name in ("channels_last", "find_unused_parameters"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"TrainConfig.{name} must be True or False, got {getattr(self, name)!r}")
-        if self.fused_optimizer not in (None, True, False):
-            raise ValueError(f"TrainConfig.fused_optimizer must be True, False or None (auto), got {self.fused_optimizer!r}")
-        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
-            raise ValueError(f"TrainConfig.num_workers must be an int >= 0, got {self.num_workers!r}")
-        if self.out_dir is not None and not isinstance(self.out_dir, str):
-            raise ValueError(f"TrainConfig.out_dir must be a path or None, got {self.out_dir!r}")
-        if not isinstance(self.device, (str, torch.device)):
-            raise ValueError(f"TrainConfig.device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
-
-    # -- conversions -------------------------------------------------------------------------
-
-    def to_dict(self) -> dict:
-        """Plain-Python view (saved in checkpoints, written as YAML by the CLI)."""
-        d = dataclasses.asdict(self)
-        d["betas"] = list(d["betas"])
-        d["device"] = str(d["device"])
-        return d
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        """Build from a mapping (e.g. a YAML section); unknown keys are an error."""
-        if not isinstance(values, dict):
-            raise ValueError(f"TrainConfig.from_dict expects a mapping, got {type(values).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid fields: {sorted(known)}")
-        return cls(**values)
-
-    def replace(self, **changes) -> "TrainConfig":
-        """A copy with some fields changed (validated). Setting ``steps`` clears ``epochs`` and
-        vice versa, and likewise for ``warmup_steps`` / ``warmup_epochs``."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid fields: {sorted(known)}")
-        d = dataclasses.asdict(self)
-        for a, b in (("steps", "epochs"), ("warmup_steps", "warmup_epochs")):
-            if changes.get(a) is not None and b not in changes:
-                d[b] = None
-            if changes.get(b) is not None and a not in changes:
-                d[a] = None
-        d.update(changes)
-        return type(self)(**d)
-
-
-def _trajectory_fields(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in _RUN_ONLY_FIELDS}
-
-
-def _config_differences(saved: dict, current: dict) -> list[str]:
-    a, b = _trajectory_fields(saved), _trajectory_fields(current)
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-
-
-# ---------------------------------------------------------------------------------------------
-# Optimizer pieces
-# ---------------------------------------------------------------------------------------------
-
-
-def lr_at(step: int, total_steps: int, peak_lr: float, min_lr: float = 0.0, warmup_steps: int = 0) -> float:
-    """Learning rate at optimizer step ``step`` (0-based) of ``total_steps``.
-
-    Linear warm-up ``peak_lr · step / warmup_steps`` for ``step < warmup_steps`` (so the very
-    first step has lr 0, as in MAE and VideoMAE), then a half cosine from ``peak_lr`` down to
-    ``min_lr`` reached at ``step = total_steps``:
-    ``min_lr + (peak_lr − min_lr) · (1 + cos(π (step − W) / (total_steps − W))) / 2``.
-    """
-    if step < warmup_steps:
-        return peak_lr * step / warmup_steps
-    span = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / span)
-    return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-class _WarmupCosine:
-    """``LambdaLR`` factor ``lr_at(step) / peak_lr``; a plain object so its state is saved."""
-
-    def __init__(self, total_steps: int, peak_lr: float, min_lr: float, warmup_steps: int):
-        self.total_steps = total_steps
-        self.peak_lr = peak_lr
-        self.min_lr = min_lr
-        self.warmup_steps = warmup_steps
-
-    def __call__(self, step: int) -> float:
-        return lr_at(step, self.total_steps, self.peak_lr, self.min_lr, self.warmup_steps) / self.peak_lr
-
-
-def _no_decay(name: str, param: torch.Tensor) -> bool:
-    own_name = name.rsplit(".", 1)[-1]
-    return param.ndim <= 1 or any(key in own_name for key in NO_DECAY_NAMES)
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW parameter groups: ``[decay group, no-decay group]``.
-
-    Only parameters with ``requires_grad`` are included (an EMA target is left out). A
-    parameter is *not* decayed when it has at most one dimension (biases, LayerNorm / GRN
-    weights) or when its own name contains one of :data:`NO_DECAY_NAMES` (``pos_embed``,
-    ``mask_token``, ``cls_token``, …). Each group also carries the parameter ``names``.
-    """
-    decay, no_decay = ([], []), ([], [])
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        names, params = no_decay if _no_decay(name, p) else decay
-        names.append(name)
-        params.append(p)
-    return [
-        {"params": decay[1], "names": decay[0], "weight_decay": weight_decay},
-        {"params": no_decay[1], "names": no_decay[0], "weight_decay": 0.0},
-    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,67 +139,6 @@ def _model_config(model: nn.Module):
     if cfg is not None and dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
         return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
     return None
-
-
-# ---------------------------------------------------------------------------------------------
-# Randomness
-# ---------------------------------------------------------------------------------------------
-
-
-def _derive_seed(*keys: int) -> int:
-    """An independent 63-bit seed per purpose (global RNGs, masks, data loader) and rank."""
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
-
-
-_STREAM_GLOBAL, _STREAM_MASK, _STREAM_LOADER = 0, 1, 2
-
-
-def _numpy_state_to_tensors(state) -> dict:
-    name, keys, pos, has_gauss, cached = state
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
-
-
-def _numpy_state_from_tensors(d: dict):
-    return (d["name"], d["keys"].numpy().astype(np.uint32), d["pos"], d["has_gauss"], d["cached_gaussian"])
-
-
-class _ResumableSampler(torch.utils.data.Sampler):
-    """Per-rank shard of a seeded permutation; an epoch can start part-way through.
-
-    Epoch ``e`` orders the dataset by ``randperm(n)`` drawn from a generator seeded with
-    ``seed + e`` (the permutation ``DistributedSampler`` draws) and cuts it to
-    ``usable = ⌊n / W⌋ · W`` positions for ``W`` processes. Rank ``r`` takes the positions
-    ``start + r, start + r + W, start + r + 2W, …`` (each rank the same number), so after every
-    rank has consumed ``k`` indices the whole world has consumed exactly the first
-    ``start + k·W`` positions of the permutation. That makes ``start`` — a *global* position —
-    the only thing a resumed run needs, whatever its number of processes: a run stopped on 8
-    processes can continue on 4 (or 1) from the very next clip of the same order.
-    """
-
-    def __init__(self, dataset, num_replicas: int, rank: int, seed: int):
-        self.n = len(dataset)
-        self.num_replicas = num_replicas
-        self.rank = rank
-        self.seed = seed
-        self.usable = self.n // num_replicas * num_replicas
-        self.epoch = 0
-        self.start = 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        if not 0 <= start <= self.usable:
-            raise ValueError(f"start position {start} is outside this epoch's {self.usable} positions")
-        self.epoch = epoch
-        self.start = start
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(self.n, generator=g)[: self.usable]  # (usable,)
-        mine = order[self.start + self.rank :: self.num_replicas][: len(self)]  # equal counts on every rank
-        return iter(mine.tolist())
-
-    def __len__(self) -> int:
-        return (self.usable - self.start) // self.num_replicas
 
 
 # ---------------------------------------------------------------------------------------------
@@ -531,6 +210,7 @@ class Trainer:
             self.warmup_steps = round(config.warmup_epochs * self.steps_per_epoch)
         else:
             self.warmup_steps = 0
+        self.warmup_steps = clamp_warmup(self.warmup_steps, self.total_steps)
         self.effective_batch = config.batch_size * config.accum_steps * self.world_size
         self.peak_lr = config.lr if config.lr is not None else config.base_lr * self.effective_batch / 256
         if config.min_lr > self.peak_lr:
@@ -541,6 +221,9 @@ class Trainer:
             )
         self.out_dir = Path(config.out_dir) if config.out_dir is not None else None
         self.history: list[dict] = []
+        stats = getattr(dataset, "stats", None)  # a VideoDataset's skip counts (DataStats)
+        self._stats = stats if callable(getattr(stats, "check_usable", None)) else None
+        self._epoch_from_start = True
 
     # -- small helpers -----------------------------------------------------------------------
 
@@ -553,10 +236,7 @@ class Trainer:
         return self.out_dir / CHECKPOINT_NAME if self.out_dir is not None else None
 
     def _seed_everything(self, *extra: int) -> None:
-        s = _derive_seed(self.config.seed, self.rank, _STREAM_GLOBAL, *extra)
-        torch.manual_seed(s)
-        np.random.seed(s % 2**32)
-        random.seed(s)
+        seed_everything(derive_seed(self.config.seed, self.rank, STREAM_GLOBAL, *extra))
 
     def _autocast(self):
         if self.config.amp == "none":
@@ -568,7 +248,11 @@ class Trainer:
         """Iterator over epoch ``epoch``'s micro-batches from global position ``position`` (the
         number of clips of this epoch's order that all processes together have consumed)."""
         self.sampler.set_epoch(epoch, start=position)
-        loader_gen = torch.Generator().manual_seed(_derive_seed(self.config.seed, self.rank, _STREAM_LOADER, epoch))
+        set_dataset_epoch(self.dataset, epoch)  # seeded datasets: this epoch's clip windows and crops
+        self._epoch_from_start = position == 0
+        if self._stats is not None:
+            self._stats.begin_epoch()
+        loader_gen = torch.Generator().manual_seed(derive_seed(self.config.seed, self.rank, STREAM_LOADER, epoch))
         loader = DataLoader(
             self.dataset,
             batch_size=self.config.batch_size,
@@ -581,25 +265,6 @@ class Trainer:
             generator=loader_gen,  # worker seeds; keeps torch's global RNG untouched
         )
         return iter(loader)
-
-    def _rng_state(self) -> dict:
-        state = {
-            "torch": torch.get_rng_state(),
-            "numpy": _numpy_state_to_tensors(np.random.get_state()),
-            "python": random.getstate(),
-            "mask": self.mask_generator.get_state(),
-        }
-        if self.device.type == "cuda":
-            state["cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
-
-    def _set_rng_state(self, state: dict) -> None:
-        torch.set_rng_state(state["torch"])
-        np.random.set_state(_numpy_state_from_tensors(state["numpy"]))
-        random.setstate(_python_state(state["python"]))
-        self.mask_generator.set_state(state["mask"])
-        if self.device.type == "cuda" and "cuda" in state:
-            torch.cuda.set_rng_state(state["cuda"], self.device)
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -631,11 +296,11 @@ class Trainer:
         fused = cfg.fused_optimizer if cfg.fused_optimizer is not None else self.device.type == "cuda"
         self.optimizer = torch.optim.AdamW(groups, lr=self.peak_lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
                                            fused=fused or None)
-        self.schedule = _WarmupCosine(self.total_steps, self.peak_lr, cfg.min_lr, self.warmup_steps)
+        self.schedule = WarmupCosine(self.total_steps, self.peak_lr, cfg.min_lr, self.warmup_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
         self.mask_generator = torch.Generator(device=self.device)
-        self.sampler = _ResumableSampler(self.dataset, self.world_size, self.rank, cfg.seed)
+        self.sampler = ResumableSampler(self.dataset, self.world_size, self.rank, cfg.seed)
 
         forward: nn.Module = self.model
         if self.distributed:
@@ -671,7 +336,7 @@ class Trainer:
         ckpt = load_checkpoint(path, map_location="cpu")
         saved_cfg, data = ckpt["config"], ckpt.get("data", {})
         saved_world = int(data.get("world_size", 1))
-        diff = _config_differences(saved_cfg, self.config.to_dict())
+        diff = config_differences(saved_cfg, self.config.to_dict())
         saved_batch = saved_cfg["batch_size"] * saved_cfg["accum_steps"] * saved_world
         if saved_batch == self.effective_batch:
             # the same effective batch split differently (e.g. fewer GPUs, more accumulation):
@@ -694,7 +359,7 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         # LambdaLR.load_state_dict copied the saved schedule's fields into ours: the current
         # config governs from here on (identical when the config did not change).
-        self.schedule = _WarmupCosine(self.total_steps, self.peak_lr, self.config.min_lr, self.warmup_steps)
+        self.schedule = WarmupCosine(self.total_steps, self.peak_lr, self.config.min_lr, self.warmup_steps)
         self.scheduler.lr_lambdas = [self.schedule] * len(self.optimizer.param_groups)
         self.scheduler.base_lrs = [self.peak_lr * g.get("lr_scale", 1.0) for g in self.optimizer.param_groups]
         for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
@@ -704,7 +369,7 @@ class Trainer:
             self.scaler.load_state_dict(ckpt["scaler"])
         rng = ckpt["rng"]
         if len(rng) == self.world_size:
-            self._set_rng_state(rng[self.rank])
+            restore_rng_state(rng[self.rank], self.mask_generator, self.device)
         else:
             warnings.warn(
                 f"checkpoint was written by {len(rng)} process(es), this run has {self.world_size}: the data "
@@ -713,7 +378,7 @@ class Trainer:
                 stacklevel=3,
             )
             self._seed_everything(ckpt["step"])
-            self.mask_generator.manual_seed(_derive_seed(self.config.seed, self.rank, _STREAM_MASK, ckpt["step"]))
+            self.mask_generator.manual_seed(derive_seed(self.config.seed, self.rank, STREAM_MASK, ckpt["step"]))
         self._data_epoch = int(data.get("epoch", 0))
         if "position" in data:
             self._data_position = int(data["position"])
@@ -721,75 +386,34 @@ class Trainer:
             self._data_position = int(data.get("batch_in_epoch", 0)) * saved_cfg["batch_size"] * saved_world
         self.history = list(ckpt.get("history", []))
         self._elapsed_before = float(ckpt.get("elapsed", 0.0))
+        windows = ckpt.get("log_window")
+        if windows is not None and len(windows) == self.world_size:  # the logging window it stopped in
+            self.window.load_state_dict(windows[self.rank])
+        self.window.checked_step = int(ckpt["step"])
         return int(ckpt["step"])
 
-    # -- metrics on the device ---------------------------------------------------------------
+    # -- metrics ---------------------------------------------------------------------------
 
-    def _reset_window(self) -> None:
-        self._window_sums = None  # (1 + n_terms,) loss and terms, summed over micro-batches
-        self._window_micro = 0
-        self._window_grad_norm = torch.zeros((), device=self.device)
-        self._window_steps = 0
-
-    def _accumulate(self, out, step: int) -> None:
-        """Add one micro-batch's loss and terms to the device-side sums (no host sync)."""
-        if self._term_names is None:
-            self._term_names = list(out.terms)
-            n = 1 + len(self._term_names)
-            self._first_bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
-            self._first_bad_values = torch.zeros(n, device=self.device)
-        elif list(out.terms) != self._term_names:
-            raise ValueError(f"the model's loss terms changed during training: {self._term_names} -> {list(out.terms)}")
-        values = torch.stack([out.loss.detach().float()] + [out.terms[k].detach().float().reshape(()) for k in self._term_names])
-        self._window_sums = values if self._window_sums is None else self._window_sums + values
-        self._window_micro += 1
-        new_bad = (~torch.isfinite(values).all()) & (self._first_bad_step < 0)
-        self._first_bad_step = torch.where(new_bad, torch.full_like(self._first_bad_step, step), self._first_bad_step)
-        self._first_bad_values = torch.where(new_bad, values, self._first_bad_values)
-
-    def _check_finite(self) -> None:
+    def _check_finite(self, step: int) -> None:
         """Host sync: raise FloatingPointError if any step so far had a non-finite loss."""
-        if self._term_names is None:
-            return
-        bad = self._first_bad_step.clone()
-        if self.distributed:
-            sentinel = torch.where(bad < 0, torch.full_like(bad, 2**62), bad)
-            dist.all_reduce(sentinel, op=dist.ReduceOp.MIN)
-            bad = torch.where(sentinel == 2**62, torch.full_like(bad, -1), sentinel)
-        bad_step = int(bad)
-        if bad_step < 0:
-            return
-        local = int(self._first_bad_step) == bad_step
-        if local:
-            vals = self._first_bad_values.tolist()
-            terms = ", ".join(f"{n}={v:.6g}" for n, v in zip(["loss"] + self._term_names, vals))
-        else:
-            terms = "on another process"
         last = self._last_saved
         kept = (
             f"the last good checkpoint {str(self.checkpoint_path)!r} (step {last}) is intact"
             if last is not None
             else "no checkpoint was written"
         )
-        raise FloatingPointError(f"non-finite loss at step {bad_step} ({terms}); training stopped, {kept}")
+        self.window.check_finite(step, self.distributed, getattr(self.dataset, "samples", None), kept)
 
     def _log(self, step: int, epoch: float, lr: float, pbar) -> None:
         """Host sync: average the window, append a record to history / JSONL / TensorBoard."""
-        self._check_finite()
-        if self._window_micro == 0:
+        self._check_finite(step)
+        means = self.window.means(self.distributed)
+        if means is None:
             return
-        sums = torch.cat([self._window_sums, self._window_grad_norm.reshape(1)])
-        if self.distributed:
-            dist.all_reduce(sums)
-            sums /= self.world_size
-        host = sums.tolist()
         now = time.perf_counter()
-        record = {"step": step, "epoch": round(epoch, 6), "lr": lr}
-        for name, v in zip(["loss"] + self._term_names, host[:-1]):
-            record[name] = v / self._window_micro
-        record["grad_norm"] = host[-1] / max(1, self._window_steps)
+        record = {"step": step, "epoch": round(epoch, 6), "lr": lr, **means}
         record["time"] = round(self._elapsed_before + now - self._t0, 4)
-        record["sec_per_step"] = round((now - self._t_window) / max(1, self._window_steps), 6)
+        record["sec_per_step"] = round((now - self._t_window) / max(1, self.window.steps), 6)
         self._t_window = now
         self.history.append(record)
         if self.is_main:
@@ -802,17 +426,20 @@ class Trainer:
                         self.writer.add_scalar(f"train/{k}", v, step)
             if pbar is not None:
                 pbar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
-        self._reset_window()
+        self.window.reset()
 
-    def _save(self, step: int) -> None:
-        """Gather every rank's random state; rank 0 writes the checkpoint atomically."""
-        self._check_finite()
-        rng = self._rng_state()
+    def _save(self, step: int, window: dict | None = None, history: list[dict] | None = None) -> None:
+        """Gather every rank's random state and partial logging window; rank 0 writes the
+        checkpoint atomically. ``window``/``history``: what to save instead of the current ones
+        (a stop between two log steps saves the window as it was before its partial record)."""
+        self._check_finite(step)
+        mine = (capture_rng_state(self.mask_generator, self.device), window or self.window.state_dict())
         if self.distributed:
-            states: list = [None] * self.world_size
-            dist.all_gather_object(states, rng)
+            gathered: list = [None] * self.world_size
+            dist.all_gather_object(gathered, mine)
         else:
-            states = [rng]
+            gathered = [mine]
+        states = [g[0] for g in gathered]
         if self.is_main and self.checkpoint_path is not None:
             ckpt = {
                 "format": CHECKPOINT_FORMAT,
@@ -833,7 +460,8 @@ class Trainer:
                     "batch_size": self.config.batch_size,
                     "world_size": self.world_size,
                 },
-                "history": self.history,
+                "history": self.history if history is None else history,
+                "log_window": [g[1] for g in gathered],  # partial sums since the last record, per rank
                 "elapsed": self._elapsed_before + time.perf_counter() - self._t0,
                 "meta": self.meta,
             }
@@ -851,7 +479,11 @@ class Trainer:
             resume: ``True`` continues from ``out_dir/checkpoint.pt``, a path from that file,
                 ``None``/``False`` starts afresh (an existing ``metrics.jsonl`` is replaced).
             stop_at: stop after this many optimizer steps (saving a checkpoint) instead of
-                ``total_steps`` — what an interrupted run looks like; resume it later.
+                ``total_steps`` — what an interrupted run looks like; resume it later. A stop
+                between two log steps returns a record of the partial window, but the checkpoint
+                keeps the window itself, so a resumed run logs what an uninterrupted one would.
+
+        Temporary files that a write killed mid-way left in ``out_dir`` are removed first.
         """
         from tqdm.auto import tqdm
 
@@ -868,14 +500,17 @@ class Trainer:
             self._setup()
             self._elapsed_before = 0.0
             self._last_saved = None
-            self._term_names = None
+            self.window = MetricWindow(self.device)
+            if self.is_main and self.out_dir is not None:
+                for tmp in remove_stale_temporaries(self.out_dir, CHECKPOINT_NAME):
+                    warnings.warn(f"removed {str(tmp)!r}, left by a checkpoint write that was interrupted", stacklevel=2)
             if resume:
                 step = self._resume(resume)
                 self._last_saved = step
             else:
                 step = 0
                 self._seed_everything()
-                self.mask_generator.manual_seed(_derive_seed(cfg.seed, self.rank, _STREAM_MASK))
+                self.mask_generator.manual_seed(derive_seed(cfg.seed, self.rank, STREAM_MASK))
                 self.history = []
                 self._data_epoch, self._data_position = 0, 0
             if self.is_main and self.out_dir is not None:
@@ -902,7 +537,6 @@ class Trainer:
         if self._data_position + clips_per_micro > self.sampler.usable:  # no full batch left in this epoch
             self._data_epoch, self._data_position = self._data_epoch + 1, 0
         batches = self._epoch_iterator(self._data_epoch, self._data_position)
-        self._reset_window()
         self._t0 = self._t_window = time.perf_counter()
         pbar = tqdm(total=self.total_steps, initial=step, desc="pretrain", dynamic_ncols=True,
                     disable=not (self.is_main and cfg.progress))
@@ -914,22 +548,31 @@ class Trainer:
                         try:
                             batch = next(batches)
                         except StopIteration:
+                            if self._stats is not None and self._epoch_from_start:
+                                self._stats.check_usable(epoch_ended=True)  # a whole epoch of skips stops here
                             self._data_epoch, self._data_position = self._data_epoch + 1, 0
                             batches = self._epoch_iterator(self._data_epoch, 0)
                             batch = next(batches)
                         self._data_position += clips_per_micro
                         if self._count_skips(batch):
                             break
+                    self.window.note_clips(step, batch)  # host-side ids: which clips a bad loss came from
                     self._micro_step(batch, step, last=k == accum - 1)
                 self._optimizer_step(step)
                 step += 1
                 pbar.update(1)
-                if step % cfg.log_every == 0 or step == end:
-                    self._log(step, self._data_epoch + self._data_position / clips_per_epoch, lr, pbar)
+                epoch = self._data_epoch + self._data_position / clips_per_epoch
+                boundary = step % cfg.log_every == 0 or step == self.total_steps
+                window, history = None, None
+                if boundary:
+                    self._log(step, epoch, lr, pbar)
+                elif step == end:  # a stop inside a window: report it, but checkpoint the window itself
+                    window, history = self.window.state_dict(), list(self.history)
+                    self._log(step, epoch, lr, pbar)
                 if self.out_dir is not None and (
                     step == end or (cfg.ckpt_every is not None and step % cfg.ckpt_every == 0)
                 ):
-                    self._save(step)
+                    self._save(step, window=window, history=history)
         finally:
             pbar.close()
 
@@ -937,10 +580,11 @@ class Trainer:
         """Real-clip datasets drop unreadable videos from a batch (``collate_skip_bad``): count
         them in ``dataset.stats`` here, in the main process, whatever the number of workers.
         Returns False for a batch left with no clip at all (every video in it was skipped)."""
-        stats = getattr(self.dataset, "stats", None)
+        stats = self._stats
         if stats is None or not isinstance(batch, dict) or "skipped" not in batch:
             return True
         stats.update(batch)
+        stats.check_usable()  # the usable-data rule (data/datasets.py): too many skips stop the run
         return "video" in batch and batch["video"].shape[0] > 0
 
     def _micro_step(self, batch, step: int, last: bool) -> None:
@@ -964,7 +608,7 @@ class Trainer:
                 out = self.forward(video, mask, **extra)
             loss = out.loss.float() / self.config.accum_steps  # grads sum to the grad of the mean
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        self._accumulate(out, step)
+        self.window.add(out, step)
 
     def _optimizer_step(self, step: int) -> None:
         """Clip, step, schedule, zero grads, EMA hook. No host synchronisation (except fp16's scaler)."""
@@ -984,14 +628,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self.hook is not None:
             self.hook(step, self.total_steps)
-        self._window_grad_norm = self._window_grad_norm + grad_norm.detach().float()
-        self._window_steps += 1
+        self.window.add_grad_norm(grad_norm, step)
 
-
-def _python_state(state):
-    # weights_only loading turns the tuple of Python's Mersenne-Twister words into a list
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1037,7 +675,7 @@ def train_or_load(
     if path.is_file():
         ckpt = load_checkpoint(path)
         why = []
-        diff = _config_differences(ckpt["config"], config.to_dict())
+        diff = config_differences(ckpt["config"], config.to_dict())
         if diff:
             why.append(f"training config differs in {diff}")
         if ckpt.get("total_steps") != trainer.total_steps:

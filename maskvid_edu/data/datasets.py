@@ -64,6 +64,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -98,6 +99,7 @@ __all__ = [
     "SKIP_REASONS",
     "SkippedItem",
     "DataStats",
+    "UnusableDataError",
     "collate_skip_bad",
     "VideoDataset",
     "SkipAwareLoader",
@@ -145,16 +147,30 @@ def collate_skip_bad(items: Sequence) -> dict:
     return batch
 
 
+#: The usable-data rule (:meth:`DataStats.check_usable`, which the trainer calls on every batch):
+#: training stops when a whole epoch yields no usable clip, or when more than this share of the
+#: clips loaded so far was skipped, once at least ``MIN_ITEMS_FOR_SHARE`` clips were loaded.
+MAX_SKIPPED_SHARE = 0.5
+MIN_ITEMS_FOR_SHARE = 64
+
+
+class UnusableDataError(ValueError):
+    """Training data that yields too few usable clips to train on (see :data:`MAX_SKIPPED_SHARE`)."""
+
+
 class DataStats:
     """Counts of what happened to the samples, kept in the main process.
 
     ``malformed`` (list lines dropped at construction) persists; the per-epoch counters
     (``seen``, ``used``, ``skipped``, ``events``) are reset by :meth:`reset` — the loader does
-    that when a new epoch starts.
+    that when a new epoch starts. ``source`` and ``root`` (the list file or folder the samples
+    came from, and the folder their paths are relative to) only serve the messages.
     """
 
-    def __init__(self, malformed: Iterable[MalformedLine] = ()):
+    def __init__(self, malformed: Iterable[MalformedLine] = (), *, source=None, root=None):
         self.malformed: list[MalformedLine] = list(malformed)
+        self.source = None if source is None else str(source)
+        self.root = None if root is None else str(root)
         self.reset()
 
     def reset(self) -> None:
@@ -163,6 +179,41 @@ class DataStats:
         self.skipped: Counter = Counter()
         self.events: Counter = Counter()
         self.skipped_items: list[SkippedItem] = []
+        self.begin_epoch()
+
+    def begin_epoch(self) -> None:
+        """Mark the start of an epoch (for a loop that keeps counting across epochs, like the
+        trainer's): :meth:`check_usable` judges the epoch by what was counted after this."""
+        self._epoch_start = (self.seen, self.used)
+
+    def check_usable(self, *, epoch_ended: bool = False) -> None:
+        """Enforce the usable-data rule; raise :class:`UnusableDataError` when it is broken.
+
+        Broken when more than :data:`MAX_SKIPPED_SHARE` of the clips counted so far were skipped
+        (once :data:`MIN_ITEMS_FOR_SHARE` were counted: a few bad files at the start of a good
+        list are not a verdict), or — with ``epoch_ended`` — when the epoch since
+        :meth:`begin_epoch` yielded no usable clip at all. Without this rule, a list whose every
+        path is wrong (a mistyped ``--root``) would start epoch after epoch, skipping every clip.
+        The error names the list, the root, the counts per reason and three skipped paths.
+        """
+        skipped = self.seen - self.used
+        epoch_seen, epoch_used = self.seen - self._epoch_start[0], self.used - self._epoch_start[1]
+        if epoch_ended and epoch_seen > 0 and epoch_used == 0:
+            why = f"a whole epoch ({epoch_seen} clips) yielded no usable clip"
+        elif self.seen >= MIN_ITEMS_FOR_SHARE and skipped > MAX_SKIPPED_SHARE * self.seen:
+            why = (f"{skipped} of the first {self.seen} clips loaded were skipped, more than the "
+                   f"{MAX_SKIPPED_SHARE:.0%} the data may lose")
+        else:
+            return
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())) or "none recorded"
+        examples = "; ".join(f"{s.path} ({s.reason})" for s in self.skipped_items[:3]) or "none recorded"
+        source = repr(self.source) if self.source is not None else "unknown (the dataset was not built from a list)"
+        root = repr(self.root) if self.root is not None else "unknown"
+        raise UnusableDataError(
+            f"training stopped: {why}. List: {source}; root: {root}; skipped per reason: {reasons}; "
+            f"e.g. {examples}. Check that the root folder is right (relative paths in the list are "
+            "joined to it) and that the files are videos or frame folders"
+        )
 
     def record(self, item) -> None:
         """Count one item as returned by ``dataset[i]`` (for loops without a DataLoader)."""
@@ -340,7 +391,9 @@ class VideoDataset(Dataset):
             what = (f"all {len(parsed.malformed)} of its entries are malformed (first: {parsed.malformed[0]})"
                     if parsed.malformed else "it holds no entries (only blank or '#' lines)")
             raise ValueError(f"the dataset has no samples: video list {str(list_file)!r}: {what}")
-        return cls(parsed, **kwargs)
+        dataset = cls(parsed, **kwargs)
+        dataset.stats.source, dataset.stats.root = str(list_file), str(root if root is not None else Path(list_file).parent)
+        return dataset
 
     @classmethod
     def ucf101(cls, video_root, split_dir, split: int = 1, subset: str = "train", **kwargs) -> "VideoDataset":
@@ -362,7 +415,9 @@ class VideoDataset(Dataset):
     def from_folder(cls, root, *, labelled: bool = True, **kwargs) -> "VideoDataset":
         """From ``<root>/<class>/<video or frame folder>``, or with ``labelled=False`` also a flat
         folder of videos (:func:`folder_samples`; what it leaves out is in ``self.ignored``)."""
-        return cls(folder_samples(root, labelled=labelled), **kwargs)
+        dataset = cls(folder_samples(root, labelled=labelled), **kwargs)
+        dataset.stats.source = dataset.stats.root = str(root)
+        return dataset
 
     # -- sampling ------------------------------------------------------------------------------
     def __len__(self) -> int:
