@@ -63,8 +63,8 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
