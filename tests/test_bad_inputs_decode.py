@@ -11,7 +11,7 @@ import pytest
 
 from maskvid_edu.data.containers import set_ffmpeg_log_level
 from maskvid_edu.data.datasets import EVENTS, SkippedItem, VideoDataset, VideoSample
-from maskvid_edu.data.decoders import VideoDecodeError, decoder_events, open_video
+from maskvid_edu.data.decoders import DECODER_EVENTS, VideoDecodeError, decoder_events, open_video
 from videofiles import (
     corrupt_middle,
     cut_after_first_frame,
@@ -36,7 +36,9 @@ def outcome(path, clip_len: int = 4, stride: int = 2):
         item = ds[0]
     if isinstance(item, SkippedItem):
         return "skipped", item.reason
-    return "used", {name for name, on in zip(EVENTS, item["events"].tolist()) if on}
+    flags = list(zip(EVENTS, item["events"].tolist()))
+    flags += zip(DECODER_EVENTS, item.get("decoder_events", [False] * len(DECODER_EVENTS)).tolist()) if "decoder_events" in item else []
+    return "used", {name for name, on in flags if on}
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +97,7 @@ def test_mpeg_program_stream_decodes_exact_frames(files):
     assert [frame_index(f) for f in again.get_frames(wanted[::-1])] == wanted[::-1]
 
 
-@pytest.mark.xfail(strict=True, reason="VideoDataset must add DECODER_EVENTS to EVENTS and set them from decoder_events(path)")
+@pytest.mark.xfail(strict=True, reason="VideoDataset must flag decoder_events(path) among its counted events")
 def test_mpeg_program_stream_used_and_counted_as_decord_mismatch(files):
     assert outcome(files["mpeg_ps"]) == ("used", {"decord_mismatch"})
 

@@ -42,16 +42,34 @@ What every backend guarantees:
   unreadable     no backend could open it (random bytes, a cut-off header, no video stream)
   zero_frames    the container opens but holds no frames
   decode_error   it opens, but a requested frame cannot be decoded (truncated data, a
-                 frame folder with a broken image or frames of different sizes)
+                 frame folder with a broken image or frames of different sizes), or a
+                 clip would need frames past the cut of a truncated file
   ============== =========================================================================
 
   A missing path raises :class:`FileNotFoundError`; an index outside ``[0, num_frames)``
   raises :class:`IndexError` (that is a bug in the caller, not a bad file).
 
-``num_frames`` is what the container says when it says it (decord's index, PyAV's
-``stream.frames``), otherwise PyAV counts the packets. A truncated file can therefore claim
-more frames than it holds; asking for a missing one raises ``decode_error`` instead of
-returning made-up pixels.
+``num_frames`` counts the pictures a file stores, not what its header says: decord's index;
+for PyAV the picture-carrying packets, demuxed once per file and process
+(:func:`~maskvid_edu.data.containers.frame_count`). The two differ on two kinds of file:
+
+* a complete **variable-frame-rate** file whose header counts time slots (an AVI saying 444
+  frames for 68 pictures): it is sampled from its 68 pictures, it is not broken;
+* a **truncated** file (a cut-off download: the header promises frames whose data is gone):
+  ``reader.truncated`` is True and ``reader.claimed_frames`` is the promise. PyAV keeps
+  ``num_frames`` at the promise, so a request past the cut raises ``decode_error``; decord
+  indexes only what is left (perhaps a single frame). Either way a clip that needs frames past
+  the cut is truncated data, not a short video: :meth:`VideoReader.check_not_truncated` raises
+  ``decode_error`` and a dataset calls it before padding a clip (a clip that fits before the
+  cut is read normally).
+
+Two more things ``backend="auto"`` does for you. decord can return the *wrong* frames without an
+error (MPEG program streams, whose frames carry no time stamps in decord's index, and MPEG-4
+with B-frames at a variable frame rate); :class:`AutoReader` checks decord against PyAV once
+per file and reads the file with PyAV if they disagree, reporting the event ``decord_mismatch``
+(:data:`DECODER_EVENTS`, :func:`decoder_events`). And FFmpeg's own log lines (``[h264 @ 0x…]
+decode_slice_header error`` on valid files) are silenced: a frame that cannot be decoded raises
+and is counted, it does not need to be printed (:func:`set_ffmpeg_log_level` to hear them).
 """
 
 from __future__ import annotations
