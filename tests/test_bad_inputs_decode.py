@@ -102,6 +102,17 @@ def test_mpeg_program_stream_used_and_counted_as_decord_mismatch(files):
     assert outcome(files["mpeg_ps"]) == ("used", {"decord_mismatch"})
 
 
+@pytest.mark.parametrize("name, encoder, fmt", [("bframes.mp4", "mpeg4", "mp4"), ("bframes.ts", "mpeg2video", "mpegts")])
+def test_mpeg_video_with_b_frames_decodes_exact_frames(tmp_path, name, encoder, fmt):
+    path = write_stream(tmp_path / name, textured_frames(48), encoder, fmt, options={"qscale": "3", "bf": "2"})
+    wanted = [40, 12, 16, 20, 24, 28]
+    exact = open_video(path, "pyav").get_frames(wanted)  # sequential decode: the reference
+    assert not np.array_equal(open_video(path, "decord").get_frames(wanted), exact)  # decord alone is off
+    r = open_video(path)
+    np.testing.assert_array_equal(r.get_frames(wanted), exact)
+    assert r.events == {"decord_mismatch"}
+
+
 def test_files_where_decord_is_exact_stay_on_decord(tmp_path):
     path = write_video(tmp_path / "h264.mp4", indexed_frames(40), "h264_mp4")
     r = open_video(path)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "FFMPEG_LOG_LEVELS",
+    "FileCache",
     "FrameCount",
     "file_key",
     "frame_count",
@@ -103,7 +104,21 @@ class FrameCount:
         return self.present if self.claimed == 0 or self.present < self.claimed else self.claimed
 
 
-_COUNTS: dict[tuple, FrameCount] = {}  # file_key -> count, per process
+class FileCache(dict):
+    """A per-process memory keyed by :func:`file_key` that forgets its oldest entries beyond
+    ``limit`` (so a worker that sees a million files does not keep a million answers)."""
+
+    def __init__(self, limit: int = 65536):
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key, value) -> None:
+        if key not in self and len(self) >= self.limit:
+            del self[next(iter(self))]  # dicts keep insertion order: the oldest goes first
+        super().__setitem__(key, value)
+
+
+_COUNTS: FileCache = FileCache()  # file_key -> FrameCount
 
 
 def file_key(path) -> tuple:
