@@ -213,3 +213,68 @@ ZOO_EXPECTED = {
     "truncated": ("decode_error", set()),
     "missing": ("missing_file", set()),
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# files real footage produces and the writers above do not: other containers, variable frame
+# rates, files cut right after their first frame, audio without video
+# ---------------------------------------------------------------------------------------------
+def write_stream(path, frames: np.ndarray, encoder: str, fmt: str, fps: int = 25, pts=None, options=None) -> Path:
+    """Encode RGB ``frames`` with ``encoder`` into container format ``fmt`` (e.g. ``"mpeg"``, an
+    MPEG-1 program stream). ``pts`` (one per frame, in units of ``1/fps``) makes the frame rate
+    variable: the gaps are time in which no picture is stored."""
+    path = Path(path)
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(encoder, rate=fps)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        stream.options = dict(options or {})
+        for k, f in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            if pts is not None:
+                frame.pts = int(pts[k])
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def vfr_timestamps(n: int, slots: int, seed: int = 0) -> list[int]:
+    """``n`` increasing time stamps in ``[0, slots)`` starting at 0 (a variable frame rate)."""
+    rest = np.random.default_rng(seed).choice(np.arange(1, slots), n - 1, replace=False)
+    return [0] + sorted(int(t) for t in rest)
+
+
+def cut_after_first_frame(src, dst) -> Path:
+    """Copy ``src`` up to just before its second video packet: a download cut off after one frame
+    (an AVI header that still promises every frame)."""
+    with av.open(str(src)) as container:
+        positions = [p.pos for p in container.demux(video=0) if p.size]
+    data = Path(src).read_bytes()
+    Path(dst).write_bytes(data[: positions[1] - 8])
+    return Path(dst)
+
+
+def write_audio_only(path, seconds: float = 0.5, rate: int = 8000) -> Path:
+    """An MP4 holding one AAC audio stream and no video."""
+    path = Path(path)
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=rate)
+        for i in range(int(seconds * rate) // 1024 + 1):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.rate, frame.pts = rate, i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def corrupt_middle(src, dst, nbytes: int = 200, seed: int = 1) -> Path:
+    """Copy ``src`` with ``nbytes`` random bytes written over the middle of the file."""
+    data = bytearray(Path(src).read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + nbytes] = np.random.default_rng(seed).integers(0, 256, nbytes, dtype=np.uint8).tobytes()
+    Path(dst).write_bytes(bytes(data))
+    return Path(dst)

@@ -42,16 +42,34 @@ What every backend guarantees:
   unreadable     no backend could open it (random bytes, a cut-off header, no video stream)
   zero_frames    the container opens but holds no frames
   decode_error   it opens, but a requested frame cannot be decoded (truncated data, a
-                 frame folder with a broken image or frames of different sizes)
+                 frame folder with a broken image or frames of different sizes), or a
+                 clip would need frames past the cut of a truncated file
   ============== =========================================================================
 
   A missing path raises :class:`FileNotFoundError`; an index outside ``[0, num_frames)``
   raises :class:`IndexError` (that is a bug in the caller, not a bad file).
 
-``num_frames`` is what the container says when it says it (decord's index, PyAV's
-``stream.frames``), otherwise PyAV counts the packets. A truncated file can therefore claim
-more frames than it holds; asking for a missing one raises ``decode_error`` instead of
-returning made-up pixels.
+``num_frames`` counts the pictures a file stores, not what its header says: decord's index;
+for PyAV the picture-carrying packets, demuxed once per file and process
+(:func:`~maskvid_edu.data.containers.frame_count`). The two differ on two kinds of file:
+
+* a complete **variable-frame-rate** file whose header counts time slots (an AVI saying 444
+  frames for 68 pictures): it is sampled from its 68 pictures, it is not broken;
+* a **truncated** file (a cut-off download: the header promises frames whose data is gone):
+  ``reader.truncated`` is True and ``reader.claimed_frames`` is the promise. PyAV keeps
+  ``num_frames`` at the promise, so a request past the cut raises ``decode_error``; decord
+  indexes only what is left (perhaps a single frame). Either way a clip that needs frames past
+  the cut is truncated data, not a short video: :meth:`VideoReader.check_not_truncated` raises
+  ``decode_error`` and a dataset calls it before padding a clip (a clip that fits before the
+  cut is read normally).
+
+Two more things ``backend="auto"`` does for you. decord can return the *wrong* frames without an
+error (MPEG program streams, whose frames carry no time stamps in decord's index, and MPEG-4
+or MPEG-2 video with B-frames); :class:`AutoReader` checks decord against PyAV once
+per file and reads the file with PyAV if they disagree, reporting the event ``decord_mismatch``
+(:data:`DECODER_EVENTS`, :func:`decoder_events`). And FFmpeg's own log lines (``[h264 @ 0x…]
+decode_slice_header error`` on valid files) are silenced: a frame that cannot be decoded raises
+and is counted, it does not need to be printed (:func:`set_ffmpeg_log_level` to hear them).
 """
 
 from __future__ import annotations
@@ -62,6 +80,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from .containers import FileCache, FrameCount, file_key, frame_count, probe_frame_count, quiet_decord, record_decodable_frames
+from .containers import set_ffmpeg_log_level  # noqa: F401  (part of this module's interface)
 
 __all__ = [
     "VideoDecodeError",
@@ -74,10 +95,16 @@ __all__ = [
     "available_backends",
     "list_frame_files",
     "FRAME_EXTENSIONS",
+    "DECODER_EVENTS",
+    "decoder_events",
+    "set_ffmpeg_log_level",
 ]
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".ppm")
 DECODE_ERROR_KINDS = ("empty_file", "unreadable", "zero_frames", "decode_error")
+DECODER_EVENTS = ("decord_mismatch",)
+"""What a reader can report about a file it *did* decode (see :func:`decoder_events`):
+``decord_mismatch``: decord's frames disagreed with an exact decode, the file is read with PyAV."""
 
 
 class VideoDecodeError(RuntimeError, ValueError):
@@ -111,7 +138,7 @@ def _short(err: BaseException, limit: int = 160) -> str:
 
 
 def _import_decord():
-    """Import decord, PyAV first.
+    """Import decord, PyAV first, and set the FFmpeg log level (:func:`set_ffmpeg_log_level`).
 
     decord ships its own FFmpeg 4 libraries; when they are loaded before PyAV's, PyAV can no longer
     open its libvpx (VP8/VP9) encoders ("avcodec_open2 ... returned 22"). Loading PyAV first
@@ -123,7 +150,25 @@ def _import_decord():
         pass
     import decord
 
+    quiet_decord(decord)
     return decord
+
+
+# what AutoReader learnt about decord on each file (per process: DataLoader workers keep their own)
+_DECORD_VERDICTS: FileCache = FileCache()  # file_key -> None (decord exact) or why not
+
+
+def decoder_events(path) -> frozenset[str]:
+    """The :data:`DECODER_EVENTS` this process has recorded for ``path`` (empty if none).
+
+    Readers are opened and closed per item inside DataLoader workers, so a dataset asks this
+    function, in the same worker, right after decoding an item.
+    """
+    try:
+        verdict = _DECORD_VERDICTS.get(file_key(path))
+    except OSError:
+        return frozenset()
+    return frozenset({"decord_mismatch"}) if verdict else frozenset()
 
 
 def available_backends() -> list[str]:
@@ -156,6 +201,8 @@ class VideoReader:
         self.path = str(path)
         self.num_frames: int = 0
         self.fps: float | None = None
+        self.events: set[str] = set()  # DECODER_EVENTS that happened while reading this file
+        self._count_cache: FrameCount | None = None
 
     # -- to be provided by each backend ---------------------------------------------------
     @property
@@ -204,6 +251,42 @@ class VideoReader:
     def read_all(self) -> np.ndarray:
         """Every frame, uint8 ``(num_frames, H, W, 3)``."""
         return self.get_frames(np.arange(self.num_frames))
+
+    # -- what the file promised against what it holds --------------------------------------
+    def _counts(self) -> FrameCount:
+        """What the container promises and holds (:func:`~maskvid_edu.data.containers.frame_count`)."""
+        if self._count_cache is None:
+            self._count_cache = probe_frame_count(self.path) or FrameCount(0, 0)
+        return self._count_cache
+
+    @property
+    def claimed_frames(self) -> int | None:
+        """Frames the container's header promises (``None`` if it keeps no count)."""
+        return self._counts().claimed or None
+
+    @property
+    def truncated(self) -> bool:
+        """True for a cut-off file: the header promises frames whose data is not in the file.
+
+        A complete variable-frame-rate file whose header counts time slots rather than
+        pictures is *not* truncated (its pictures reach the end of the promised time).
+        """
+        return self._counts().truncated
+
+    def check_not_truncated(self) -> None:
+        """Raise ``decode_error`` if the file is cut off (:attr:`truncated`).
+
+        Call it before padding a clip to length: a file that holds fewer frames than a clip
+        needs only because the rest of it was lost is broken data, not a short video, and is
+        skipped rather than trained on as one frame repeated.
+        """
+        count = self._counts()
+        if count.truncated:
+            raise VideoDecodeError(
+                self.path,
+                f"truncated file: its header promises {count.claimed} frames but the file holds data for {count.present}",
+                "decode_error",
+            )
 
     def close(self) -> None:
         pass
@@ -288,7 +371,9 @@ class PyAVReader(VideoReader):
 
     backend = "pyav"
 
-    def __init__(self, path, num_threads: int = 1):
+    def __init__(self, path, num_threads: int = 1, *, count: bool = True):
+        """``count=False`` skips the packet count (one read of the whole file) and trusts the
+        header's frame count: for a quick look at the first frames only."""
         super().__init__(path)
         try:
             import av
@@ -305,10 +390,13 @@ class PyAVReader(VideoReader):
                 self._size = (int(ctx.height), int(ctx.width))
                 rate = stream.average_rate or stream.guessed_rate
                 self.fps = float(rate) if rate else None
-                if stream.frames and stream.frames > 0:
-                    self.num_frames = int(stream.frames)
-                else:  # e.g. WebM/Matroska: count the packets (no decoding)
-                    self.num_frames = sum(1 for p in container.demux(stream) if p.size > 0)
+                # the pictures that exist (a VFR header counts time slots; WebM counts nothing),
+                # but a cut-off file keeps its promise, so a request past the cut is a decode_error
+                if count:
+                    self._count_cache = frame_count(self.path, container, stream)
+                    self.num_frames = self._count_cache.usable
+                else:
+                    self.num_frames = int(stream.frames or 0)
         except VideoDecodeError:
             raise
         except Exception as err:  # av.error.FFmpegError and friends
@@ -344,10 +432,13 @@ class PyAVReader(VideoReader):
                 "decode_error",
             ) from None
         if got != len(indices):
+            if self.truncated:
+                why = f"truncated file: its header promises {self.claimed_frames} frames"
+            else:  # packets that decode to no picture: remember how many pictures there are
+                why = f"{self.num_frames} picture packets, {seen} decodable frames"
+                record_decodable_frames(self.path, seen)
             raise VideoDecodeError(
-                self.path,
-                f"the stream ended after {seen} frames but frame {last} was requested "
-                f"(the container claims {self.num_frames}; truncated file?)",
+                self.path, f"the stream ended after {seen} decoded frames but frame {last} was requested ({why})",
                 "decode_error",
             )
         return out
@@ -381,6 +472,7 @@ class FrameFolderReader(VideoReader):
         self.files = list_frame_files(path)
         self.num_frames = len(self.files)
         self.fps = fps
+        self._count_cache = FrameCount(0, 0)  # a folder promises nothing beyond its files
         self._size: tuple[int, int] | None = None
 
     @property
@@ -418,12 +510,60 @@ class FrameFolderReader(VideoReader):
         return out
 
 
+VERIFY_FRAMES = 24
+"""How far into a file :class:`AutoReader` compares decord with PyAV (once per file and process)."""
+
+
+def _check_decord(reader: "DecordReader") -> str | None:
+    """Why decord's frames of this file cannot be trusted, or ``None`` if they match PyAV's.
+
+    Two checks. decord's own index: the time stamps of its frames must be finite and strictly
+    increasing (in MPEG program streams they are missing, and decord then seeks to the wrong
+    frames). Then the pixels: frames ``n/3, n/3 + 3, …`` of the first :data:`VERIFY_FRAMES`, read by
+    decord (a seek, then skips, the access pattern of a strided clip) and by PyAV's sequential,
+    exact decode, must agree (they share FFmpeg's colour conversion, so they are equal where
+    decord is right; a wrong frame differs by tens of grey levels).
+    """
+    ts = np.asarray(reader._vr.get_frame_timestamp(list(range(reader.num_frames))))[:, 0]  # ts: (N,)
+    bad = ~np.isfinite(ts) | (ts < -1e6)  # decord turns a missing time stamp into about -1e14
+    if bad.any():
+        return f"decord's index has no time stamp for {int(bad.sum())} of its {ts.size} frames"
+    if ts.size > 1 and not (np.diff(ts) > 0).all():
+        return f"decord's frame time stamps are not increasing (frame {int(np.argmin(np.diff(ts))) + 1})"
+    n0 = min(reader.num_frames, VERIFY_FRAMES)
+    probe = np.arange(n0 // 3, n0, 3) if n0 >= 6 else np.arange(n0)  # probe: (P,)
+    try:
+        exact = PyAVReader(reader.path, count=False)._decode(probe).astype(np.int16)  # (P, H, W, 3)
+    except VideoDecodeError:
+        return None  # PyAV cannot tell: keep decord
+    fast = reader._decode(probe).astype(np.int16)  # (P, H, W, 3); a failure here is a decode error
+    if fast.shape != exact.shape:
+        return f"decord's frames are {fast.shape[1:3]}, PyAV's {exact.shape[1:3]}"
+    diff = np.abs(fast - exact).mean(axis=(1, 2, 3))  # (P,)
+    if diff.max() > 2.0:
+        k = int(np.argmax(diff))
+        return f"decord's frame {int(probe[k])} differs from an exact decode by {diff[k]:.0f} grey levels on average"
+    return None
+
+
 class AutoReader(VideoReader):
-    """decord first, PyAV when decord fails to open a file or to decode a request.
+    """decord first, PyAV when decord fails to open a file, to decode a request, or to be right.
 
     After the first decord failure the reader stays on PyAV. ``num_frames`` keeps the value of
     the backend that opened the file, so indices drawn from it stay valid; if PyAV cannot
     deliver one of them the error is a ``decode_error`` naming both attempts.
+
+    decord can also return the *wrong* frames without any error. It seeks by time stamp, and
+    asked for frames 40, 44, … of an MPEG program stream (no time stamps in its index) it
+    returns 0, 0, …; of MPEG-4 or MPEG-2 video with B-frames (in MP4, AVI, MKV or MPEG-TS,
+    constant frame rate or not) it returns neighbours, 42, 46, ….
+
+    So before the first decord decode of a file, :func:`_check_decord` compares decord with
+    PyAV once; if they disagree the file is read with PyAV from then on (in this process), and
+    the reader's ``events`` (and :func:`decoder_events`) report ``decord_mismatch``. The check
+    costs one PyAV decode of the first :data:`VERIFY_FRAMES` frames per file and process
+    (measured: about as long as decord takes for one 16-frame clip; DataLoader workers that
+    persist across epochs pay it once per file); ``backend="decord"`` skips it.
     """
 
     def __init__(self, path, num_threads: int = 1):
@@ -434,6 +574,9 @@ class AutoReader(VideoReader):
         self._decord_error: str | None = None
         backends = available_backends()
         errors = []
+        if "pyav" in backends and _DECORD_VERDICTS.get(file_key(path)):  # known: decord is wrong here
+            backends = [b for b in backends if b != "decord"]
+            self.events.add("decord_mismatch")
         if "decord" in backends:
             try:
                 self._primary = DecordReader(path, num_threads)
@@ -478,12 +621,23 @@ class AutoReader(VideoReader):
         except VideoDecodeError as err:
             return self._switch(err).size
 
+    def _decord_is_wrong(self) -> str | None:
+        key = file_key(self.path)
+        if key not in _DECORD_VERDICTS:
+            _DECORD_VERDICTS[key] = _check_decord(self._primary) if "pyav" in available_backends() else None
+        return _DECORD_VERDICTS[key]
+
     def _decode(self, indices: np.ndarray) -> np.ndarray:
         if self._fallback is None:
             try:
-                return self._primary._decode(indices)
+                wrong = self._decord_is_wrong()
+                if wrong is None:
+                    return self._primary._decode(indices)
             except VideoDecodeError as err:
                 self._switch(err)
+            else:
+                self._fallback, self._primary = PyAVReader(self.path, self._threads), None
+                self.events.add("decord_mismatch")
         try:
             return self._fallback._decode(indices)
         except VideoDecodeError as err:

@@ -7,7 +7,8 @@ A clip of ``num_frames`` frames taken every ``stride`` frames covers a *span* of
 segment sampling instead (a later part of the library).
 
 :func:`read_clip` decodes only the frames it needs (through :mod:`~maskvid_edu.data.decoders`:
-decord, which seeks to the nearest key frame, with PyAV as the fallback), converts them to
+decord, which seeks to the nearest key frame, checked once per file against PyAV and with PyAV
+as the fallback where it fails or disagrees), converts them to
 float, optionally resizes and ImageNet-normalises, and returns ``(3, T, H, W)`` — the layout of
 one item of every dataset in this library. It is the one-clip convenience for notebooks; the
 training datasets (:mod:`~maskvid_edu.data.datasets`) use the samplers of
