@@ -71,7 +71,6 @@ def test_avi_cut_after_one_frame_error_naming_promised_and_stored_frames(files):
     assert info.value.kind == "decode_error"
 
 
-@pytest.mark.xfail(strict=True, reason="VideoDataset.load_frames must call reader.check_not_truncated() before padding")
 def test_avi_cut_after_one_frame_skipped_and_counted_as_decode_error(files):
     assert outcome(files["one_left"]) == ("skipped", "decode_error")
 
@@ -97,7 +96,6 @@ def test_mpeg_program_stream_decodes_exact_frames(files):
     assert [frame_index(f) for f in again.get_frames(wanted[::-1])] == wanted[::-1]
 
 
-@pytest.mark.xfail(strict=True, reason="VideoDataset must flag decoder_events(path) among its counted events")
 def test_mpeg_program_stream_used_and_counted_as_decord_mismatch(files):
     assert outcome(files["mpeg_ps"]) == ("used", {"decord_mismatch"})
 

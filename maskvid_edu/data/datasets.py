@@ -34,7 +34,10 @@ unreadable / corrupt   :func:`collate_skip_bad` drops it from the batch and keep
 zero frames            ``batch["skipped"]``; counted under the reason (``missing_file``,
 truncated data         ``empty_file``, ``unreadable``, ``zero_frames``, ``decode_error``)
 too short              used, last frame repeated (:mod:`~maskvid_edu.data.sampling`); counted
-                       as ``too_short``
+                       as ``too_short`` — unless the file was cut off (its header promises more
+                       frames than it holds): then it is ``decode_error``, never padded
+decord misreads        the file is read with PyAV instead (the decoder checks decord once per
+                       file); used, counted as ``decord_mismatch``
 grayscale              used, the gray channel repeated into R, G, B by the decoder; counted as
                        ``grayscale`` (a clip whose decoded frames have R = G = B everywhere)
 odd size               used, the crop/resize makes the output size; counted as ``odd_size``
@@ -72,7 +75,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data._utils.collate import default_collate
 
 from maskvid_edu.data.augment import ClipTransform
-from maskvid_edu.data.decoders import VideoDecodeError, open_video
+from maskvid_edu.data.decoders import DECODER_EVENTS, VideoDecodeError, decoder_events, open_video
 from maskvid_edu.data.lists import (
     BadVideoWarning,
     IgnoredPath,
@@ -105,7 +108,7 @@ __all__ = [
     "SkipAwareLoader",
 ]
 
-EVENTS = ("too_short", "grayscale", "odd_size")
+EVENTS = ("too_short", "grayscale", "odd_size") + DECODER_EVENTS  # decord_mismatch: read with PyAV instead
 SKIP_REASONS = ("missing_file", "empty_file", "unreadable", "zero_frames", "decode_error", "returned_none")
 MODES = ("pretrain", "train", "val", "test")
 SAMPLINGS = ("dense", "segment", "pair", "motion")
@@ -468,6 +471,8 @@ class VideoDataset(Dataset):
         path = self.samples[index].path
         with open_video(path, self.backend) as reader:
             idx, padded = self.frame_indices(reader.num_frames, generator)
+            if padded:  # a cut-off file is broken data, not a short video: never padded
+                reader.check_not_truncated()
             unique, inverse = np.unique(idx, return_inverse=True)
             frames = reader.get_frames(unique)  # (U, H, W, 3)
         return frames, inverse.reshape(idx.shape), padded
@@ -483,7 +488,8 @@ class VideoDataset(Dataset):
             return self._skip(index, sample.path, err.kind, err.reason, err)
         h, w = frames.shape[1:3]
         gray = bool((frames[..., 0] == frames[..., 1]).all() and (frames[..., 1] == frames[..., 2]).all())
-        events = torch.tensor([bool(padded), gray, bool(h % 2 or w % 2)])
+        decoded = decoder_events(sample.path)  # what the decoder noticed about this file
+        events = torch.tensor([bool(padded), gray, bool(h % 2 or w % 2)] + [e in decoded for e in DECODER_EVENTS])
         item = {"index": index, "events": events}
         if self.mode == "test":
             clips = where if where.ndim == 2 else where[None]
