@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from maskvid_edu.checkpoints import check_finite, load_videomae, read_state_dict
-from maskvid_edu.data.datasets import VideoDataset
+from maskvid_edu.data.datasets import SkippedItem, VideoDataset
 from maskvid_edu.data.lists import (
     MIN_FOLDER_FRAMES,
     BadVideoWarning,
@@ -164,6 +164,17 @@ def test_stray_thumbnail_beside_videos_skipped_and_counted_as_ignored_path(tmp_p
         assert len(msgs) == 1 and "thumb.png" in msgs[0] and "ignored 1 path" in msgs[0]
         assert "not videos, left out when the dataset was built: 1" in ds.summary()
         assert ds[0]["video"].shape[1] == 4  # a clip of the real video
+
+
+def test_listed_class_folder_with_a_stray_image_skipped_and_counted_as_unreadable(tmp_path, clip):
+    """A list line naming a folder of videos (plus a thumbnail) is not a frame-folder video: the
+    decoder refuses it instead of serving the thumbnail as a one-frame clip."""
+    copy(clip, tmp_path / "cooking" / "a.avi")
+    write_frame_folder(tmp_path / "cooking", indexed_frames(1, 16, 16))
+    ds = VideoDataset([VideoSample(str(tmp_path / "cooking"))], mode="pretrain", transform=raw, seed=0, **SMALL)
+    item, msgs = quiet(ds.__getitem__, 0)
+    assert isinstance(item, SkippedItem) and item.reason == "unreadable"
+    assert "holding 1 video file(s) (a.avi) is not a frame folder" in item.detail
 
 
 def test_folder_of_one_image_skipped_and_counted_as_ignored_path(tmp_path):

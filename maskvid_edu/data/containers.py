@@ -15,10 +15,19 @@ Two small services for :mod:`~maskvid_edu.data.decoders`, kept apart because the
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
+
+# What a file's name says it is: a video container, or one image of a frame folder.
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".ppm")
 
 __all__ = [
+    "VIDEO_EXTENSIONS",
+    "FRAME_EXTENSIONS",
+    "list_frame_files",
     "FFMPEG_LOG_LEVELS",
     "FileCache",
     "FrameCount",
@@ -176,3 +185,14 @@ def record_decodable_frames(path, decoded: int) -> None:
     if key in _COUNTS and not _COUNTS[key].truncated:
         old = _COUNTS[key]
         _COUNTS[key] = FrameCount(old.claimed, min(old.present, decoded), old.reaches_end)
+
+
+def _natural_key(name: str):
+    return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
+
+
+def list_frame_files(folder) -> list[Path]:
+    """Image files of a frame folder in natural order (``2.jpg`` before ``10.jpg``)."""
+    folder = Path(folder)
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS]
+    return sorted(files, key=lambda p: _natural_key(p.name))

@@ -81,7 +81,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .containers import FileCache, FrameCount, file_key, frame_count, probe_frame_count, quiet_decord, record_decodable_frames
+from .containers import FRAME_EXTENSIONS, VIDEO_EXTENSIONS, FileCache, list_frame_files, FrameCount, file_key, frame_count, probe_frame_count, quiet_decord, record_decodable_frames
 from .containers import set_ffmpeg_log_level  # noqa: F401  (part of this module's interface)
 
 __all__ = [
@@ -100,7 +100,6 @@ __all__ = [
     "set_ffmpeg_log_level",
 ]
 
-FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".ppm")
 DECODE_ERROR_KINDS = ("empty_file", "unreadable", "zero_frames", "decode_error")
 DECODER_EVENTS = ("decord_mismatch",)
 """What a reader can report about a file it *did* decode (see :func:`decoder_events`):
@@ -444,17 +443,6 @@ class PyAVReader(VideoReader):
         return out
 
 
-def _natural_key(name: str):
-    return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
-
-
-def list_frame_files(folder) -> list[Path]:
-    """Image files of a frame folder in natural order (``2.jpg`` before ``10.jpg``)."""
-    folder = Path(folder)
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS]
-    return sorted(files, key=lambda p: _natural_key(p.name))
-
-
 class FrameFolderReader(VideoReader):
     """A folder of images, one per frame, read with Pillow.
 
@@ -469,6 +457,10 @@ class FrameFolderReader(VideoReader):
         super().__init__(path)
         if not Path(path).is_dir():
             raise NotADirectoryError(f"frame folder expected, got {path}")
+        videos = sorted(p.name for p in Path(path).iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
+        if videos:  # a class folder, not one video given as frames: never read its stray images
+            raise VideoDecodeError(path, f"a folder holding {len(videos)} video file(s) ({', '.join(videos[:3])}) "
+                                   "is not a frame folder: list the videos themselves", "unreadable")
         self.files = list_frame_files(path)
         self.num_frames = len(self.files)
         self.fps = fps

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from maskvid_edu.data.decoders import FRAME_EXTENSIONS
+from maskvid_edu.data.containers import FRAME_EXTENSIONS, VIDEO_EXTENSIONS
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -58,7 +58,6 @@ __all__ = [
 # header name ("\ufeffpath"), the header is not recognised and every row becomes a bad path.
 LIST_ENCODING = "utf-8-sig"
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
 # A folder is one video given as frames when it directly holds at least this many images and no
 # video file. A single image is a poster or a thumbnail, not a clip (and a frame pair, the
 # shortest input a method here trains on, needs two frames).
