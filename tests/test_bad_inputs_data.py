@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from maskvid_edu.checkpoints import check_finite, load_videomae, read_state_dict
-from maskvid_edu.data.datasets import SkippedItem, VideoDataset
+from maskvid_edu.data.datasets import SkippedItem, UnusableDataError, VideoDataset
 from maskvid_edu.data.lists import (
     MIN_FOLDER_FRAMES,
     BadVideoWarning,
@@ -299,3 +299,17 @@ def test_probe_on_checkpoint_with_nan_weights_error_naming_file_and_first_key(tm
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert str(ckpt) in err and first in err and "non-finite" in err and "Traceback" not in err
+
+
+def test_loader_over_a_list_of_missing_files_error_naming_the_list_and_root(tmp_path):
+    """The evaluation loops' loader applies the trainer's usable-data rule: a list whose every
+    path is wrong ends with one error, not an empty pass."""
+    listing = tmp_path / "val.txt"
+    listing.write_text("".join(f"gone_{i}.mp4 0\n" for i in range(5)))
+    (tmp_path / "videos").mkdir()  # the right folder, but the list names files that are not there
+    ds = VideoDataset.from_list(listing, tmp_path / "videos", mode="val", transform=raw, **SMALL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(UnusableDataError, match="a whole epoch .5 clips. yielded no usable clip") as err:
+            list(ds.loader(batch_size=2))
+    assert str(listing) in str(err.value) and "missing_file 5" in str(err.value)

@@ -213,7 +213,7 @@ class DataStats:
         source = repr(self.source) if self.source is not None else "unknown (the dataset was not built from a list)"
         root = repr(self.root) if self.root is not None else "unknown"
         raise UnusableDataError(
-            f"training stopped: {why}. List: {source}; root: {root}; skipped per reason: {reasons}; "
+            f"stopped: {why}. List: {source}; root: {root}; skipped per reason: {reasons}; "
             f"e.g. {examples}. Check that the root folder is right (relative paths in the list are "
             "joined to it) and that the files are videos or frame folders"
         )
@@ -542,7 +542,9 @@ class SkipAwareLoader:
 
     Each ``iter()`` is an epoch: it resets the per-epoch counters, feeds every batch to
     ``stats.update``, leaves out batches with nothing usable, and at the end warns with
-    ``dataset.summary()`` if anything was skipped. A completed pass advances ``dataset.epoch``
+    ``dataset.summary()`` if anything was skipped — or raises :class:`UnusableDataError` when the
+    usable-data rule is broken (:meth:`DataStats.check_usable`, the same rule the trainer
+    applies). A completed pass advances ``dataset.epoch``
     by one, so seeded datasets draw new clips and crops each epoch (call ``dataset.set_epoch`` to
     choose one; workers see it unless ``persistent_workers=True``).
     """
@@ -558,8 +560,10 @@ class SkipAwareLoader:
         stats.reset()
         for batch in self.dataloader:
             stats.update(batch)
+            stats.check_usable()
             if "video" in batch:
                 yield batch
+        stats.check_usable(epoch_ended=True)
         self.dataset.set_epoch(self.dataset.epoch + 1)
         if self.warn and stats.skipped:
             warnings.warn("epoch summary: " + self.dataset.summary(), BadVideoWarning, stacklevel=2)
