@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -23,6 +24,23 @@ def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (CUDA); a no-op on the CPU. For timing, never in a step."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@contextmanager
+def frozen(model, device: torch.device):
+    """``with frozen(model, device):`` — a module in eval mode on ``device`` for the block, put
+    back in training mode afterwards if it was (errors included); anything else (a plain
+    callable) passes through untouched. For evaluation loops, under ``torch.no_grad``."""
+    was_training = None
+    if isinstance(model, torch.nn.Module):
+        was_training = model.training
+        model.eval()
+        model.to(device)
+    try:
+        yield model
+    finally:
+        if was_training:
+            model.train()
 
 
 def require_path(path, flag: str, what: str, kind: str = "file") -> Path:

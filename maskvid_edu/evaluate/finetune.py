@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from ..models.output import PretrainOutput
 from ..models.vit import VisionTransformer
 from ..train import TrainConfig, param_groups, train
-from ..utils import resolve_device
+from ..utils import frozen, resolve_device
 from .probe import clip_features
 
 __all__ = [
@@ -485,16 +485,11 @@ def evaluate_views(model, dataset_of_views, *, batch_size: int = 8, device="auto
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     dev = resolve_device(device)
     fn = _logits_fn(model)
-    was_training = None
-    if isinstance(model, nn.Module):
-        was_training = model.training
-        model.eval()
-        model.to(dev)
     n = len(dataset_of_views) if max_items is None else min(len(dataset_of_views), int(max_items))
     if n == 0:
         raise ValueError("dataset_of_views is empty")
     probs, view_hits, labels, num_views = [], [], [], None
-    try:
+    with frozen(model, dev):
         for start in range(0, n, batch_size):
             items = [it for it in (dataset_of_views[i] for i in range(start, min(n, start + batch_size)))
                      if isinstance(it, dict)]
@@ -515,9 +510,6 @@ def evaluate_views(model, dataset_of_views, *, batch_size: int = 8, device="auto
             probs.append(p.mean(dim=1))  # (b, K)
             view_hits.append((p.argmax(dim=-1) == y[:, None]).float())  # (b, V)
             labels.append(y)
-    finally:
-        if was_training:
-            model.train()
     if not probs:
         raise ValueError("no usable item in dataset_of_views (every one was skipped)")
     probs_t, labels_t = torch.cat(probs), torch.cat(labels)

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..utils import resolve_device
+from ..utils import frozen, resolve_device
 
 __all__ = [
     "clip_features",
@@ -83,8 +83,9 @@ def extract_features(
     dataset: indexable, ``len()``-able, items are dicts ``{"video": (C, T, H, W), "label": int}``.
         An item with several views, ``"video": (V, C, T, H, W)`` (a test-mode
         :class:`~maskvid_edu.data.datasets.VideoDataset`,
-        :class:`~maskvid_edu.data.wrappers.ClipViews`), gets the mean of its views' features. Items that are not dicts (a ``SkippedItem`` for an unreadable file) are
-        left out; the returned labels say which clips were used.
+        :class:`~maskvid_edu.data.wrappers.ClipViews`), gets the mean of its views' features.
+        Items that are not dicts (a ``SkippedItem`` for an unreadable file) are left out; the
+        returned labels say which clips were used.
     batch_size: clips per forward pass. device: ``"auto"`` → CUDA if available.
     max_items: use only the first ``max_items`` items (None = all).
 
@@ -100,13 +101,8 @@ def extract_features(
     if n == 0:
         raise ValueError("dataset is empty: nothing to extract features from")
     dev = resolve_device(device)
-    was_training = None
-    if isinstance(encoder, nn.Module):
-        was_training = encoder.training
-        encoder.eval()
-        encoder.to(dev)
     feats, labels = [], []
-    try:
+    with frozen(encoder, dev):
         for start in range(0, n, batch_size):
             items = []
             for i in range(start, min(n, start + batch_size)):
@@ -124,9 +120,6 @@ def extract_features(
             f = clip_features(encoder, video.to(dev, torch.float32)).float().cpu()  # (ΣV, D)
             feats.extend(chunk.mean(dim=0) for chunk in f.split(views))  # per clip: mean over its views
             labels.extend(int(it["label"]) for it in items)
-    finally:
-        if was_training:
-            encoder.train()
     if not feats:
         raise ValueError("no usable item in the dataset (every one was skipped)")
     return torch.stack(feats), torch.tensor(labels, dtype=torch.int64)
