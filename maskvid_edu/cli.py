@@ -11,14 +11,9 @@ motion dataset and writes, in ``runs/demo``:
 
 Settings come from three layers, later ones winning: the method's shipped demo recipe
 (``maskvid_edu/configs/<method>_demo.yaml``), a ``--config`` file (a path, or the name of a shipped
-recipe such as ``videomae_vit_b_k400``), then the flags. A recipe file has the sections::
-
-    method: videomae
-    model: videomae_vit_demo          # a name from maskvid_edu.models.list_models()
-    model_overrides: {mask_ratio: 0.9}
-    data: {source: synthetic, num_samples: 512}   # + any SyntheticConfig field
-    train: {steps: 400, batch_size: 8, lr: 3.0e-3}  # any TrainConfig field
-    launch: {gpus: 64}                # the published run's GPU count; read by `launch` only
+recipe such as ``videomae_vit_b_k400``), then the flags; :mod:`maskvid_edu.recipes` reads the
+recipes and layers them. ``propagate``, ``finetune`` and ``probe`` judge an encoder
+(:mod:`maskvid_edu.evaluate`); ``bench`` measures; ``launch`` plans a multi-GPU run.
 
 Launch with ``torchrun --standalone --nproc-per-node N -m maskvid_edu pretrain ...`` for
 data-parallel training; the trainer picks the process group up from the environment.
@@ -31,292 +26,56 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
-from importlib import resources
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
-__all__ = ["main", "build_parser", "resolve_pretrain", "load_recipe", "check_recipe", "METHODS"]
+from .data.datasets import UnusableDataError, VideoDataset, collate_skip_bad, first_usable
+from .data.lists import check_labels
+from .data.synthetic import SyntheticConfig, SyntheticVideoDataset
+from .data.wrappers import ClipViews
+from .evaluate.davis import downstream_encoder, evaluate_davis, load_pretrained
+from .evaluate.finetune import VideoClassifier, evaluate_views, finetune
+from .evaluate.probe import FrameEncoder, extract_features, knn_accuracy, linear_probe
+from .evaluate.propagation import PropagationConfig
+from .launch import format_plan, plan_launch, torchrun_command
+from .models import create
+from .models.vit import VisionTransformer
+from .recipes import (
+    DATA_SOURCES,
+    METHODS,
+    PRETRAIN_OPTIONS,
+    RECIPE_SECTIONS,
+    build_dataset,
+    check_batch,
+    check_resume,
+    input_shape,
+    load_vqgan_tokenizer,
+    resolve_pretrain,
+    shipped_recipes,
+)
+from .train import CHECKPOINT_NAME, TrainConfig, load_checkpoint, train
+from .utils import parse_key_value, require_path
+from .widgets import reconstruction_figure, render_training_curves
 
-METHODS = ("videomae", "videomac", "mam2")
-DATA_SOURCES = ("synthetic",)
-RECIPE_SECTIONS = ("method", "model", "model_overrides", "data", "train", "launch")
-# preferred demo preset per method; otherwise the first registered "<method>_*_demo"
-_PREFERRED_DEMO = {"videomae": "videomae_vit_demo"}
-# training settings for a method that has no shipped demo recipe yet: short, CPU-sized
-_FALLBACK_TRAIN = {"steps": 100, "batch_size": 8, "lr": 1e-3, "min_lr": 1e-5, "warmup_steps": 10}
+__all__ = ["main", "build_parser"]
 
-
-# --------------------------------------------------------------------------------------------
-# Recipes
-# --------------------------------------------------------------------------------------------
-
-
-def shipped_recipes() -> list[str]:
-    """Names of the recipe files shipped in ``maskvid_edu/configs``."""
-    folder = resources.files("maskvid_edu") / "configs"
-    if not folder.is_dir():
-        return []
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def load_recipe(name_or_path: str | os.PathLike) -> dict:
-    """Read a recipe: a YAML file path, or the name of a shipped recipe. Checks its sections."""
-    path = Path(name_or_path)
-    if not path.is_file():
-        shipped = resources.files("maskvid_edu") / "configs" / f"{name_or_path}.yaml"
-        if not shipped.is_file():
-            raise FileNotFoundError(
-                f"--config {str(name_or_path)!r}: no such file, nor a shipped recipe "
-                f"(shipped: {', '.join(shipped_recipes()) or 'none'})"
-            )
-        text = shipped.read_text(encoding="utf-8")
-    else:
-        text = path.read_text(encoding="utf-8")
-    try:
-        recipe = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"--config {str(name_or_path)!r} is not valid YAML: {err}") from err
-    return check_recipe(recipe, f"--config {str(name_or_path)!r}")
-
-
-def check_recipe(recipe, where: str = "recipe") -> dict:
-    """Check a recipe's sections (``where`` names it in errors); return it unchanged.
-
-    The ``launch`` section (the GPU count of the published run) is checked here but read only
-    by ``maskvid-edu launch`` (:mod:`maskvid_edu.launch`); ``pretrain`` ignores it.
-    """
-    from .launch import check_launch_section
-
-    if not isinstance(recipe, dict):
-        raise ValueError(f"{where} must hold a mapping with sections {RECIPE_SECTIONS}")
-    unknown = sorted(set(recipe) - set(RECIPE_SECTIONS))
-    if unknown:
-        raise ValueError(f"{where}: unknown section(s) {unknown}; valid sections: {list(RECIPE_SECTIONS)}")
-    for section in ("model_overrides", "data", "train"):
-        if recipe.get(section) is not None and not isinstance(recipe[section], dict):
-            raise ValueError(f"{where}: section {section!r} must be a mapping")
-    check_launch_section(recipe.get("launch"), where)
-    return recipe
-
-
-def _demo_model(method: str) -> str:
-    from .models import list_models
-
-    names = list_models()
-    preferred = _PREFERRED_DEMO.get(method)
-    if preferred in names:
-        return preferred
-    candidates = [n for n in names if n.startswith(method + "_") and n.endswith("_demo")]
-    if not candidates:
-        raise ValueError(
-            f"--method {method}: no model of this method is registered yet "
-            f"(registered models: {', '.join(names)})"
-        )
-    return candidates[0]
-
-
-def _parse_key_value(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise ValueError(f"--model-arg expects KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    if not key.isidentifier():
-        raise ValueError(f"--model-arg: {key!r} is not a config field name")
-    return key, yaml.safe_load(value)
-
-
-def resolve_pretrain(args: argparse.Namespace) -> dict:
-    """Merge demo recipe < ``--config`` < flags into ``{method, model, model_overrides, data, train}``.
-
-    ``train`` is a validated :class:`~maskvid_edu.train.TrainConfig`; everything else is plain
-    data (written to ``config.yaml``). Raises ValueError / FileNotFoundError naming the flag.
-    """
-    from .models import list_models
-    from .train import TrainConfig
-
-    recipe = load_recipe(args.config) if args.config else {}
-    method = args.method or recipe.get("method")
-    if method is None and args.model:
-        method = next((m for m in METHODS if args.model.startswith(m + "_")), None)
-    method = method or "videomae"
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if args.config is None:  # start from the method's demo recipe when one is shipped
-        if f"{method}_demo" in shipped_recipes():
-            recipe = load_recipe(f"{method}_demo")
-        else:
-            recipe = {"train": dict(_FALLBACK_TRAIN)}
-    elif recipe.get("method") not in (None, method):
-        raise ValueError(f"--method {method} contradicts --config, whose method is {recipe['method']!r}")
-
-    model = args.model or (recipe.get("model") if recipe.get("method", method) == method else None) or _demo_model(method)
-    if model not in list_models():
-        raise ValueError(f"--model {model!r} is not registered; registered models: {', '.join(list_models())}")
-    if not model.startswith(method + "_"):
-        raise ValueError(f"--model {model!r} is not a {method} model (expected a name starting with '{method}_')")
-
-    overrides = dict(recipe.get("model_overrides") or {})
-    for item in args.model_arg or []:
-        key, value = _parse_key_value(item)
-        overrides[key] = value
-    if args.mask_ratio is not None:
-        if not 0.0 < args.mask_ratio < 1.0:
-            raise ValueError(f"--mask-ratio must be in (0, 1), got {args.mask_ratio}")
-        overrides["mask_ratio"] = args.mask_ratio
-
-    data = {"source": "synthetic", **(recipe.get("data") or {})}
-    if args.data is not None:
-        data["source"] = args.data
-    if data["source"] not in DATA_SOURCES and not Path(str(data["source"])).exists():
-        raise FileNotFoundError(
-            f"--data {data['source']!r}: neither one of {list(DATA_SOURCES)} nor an existing list file "
-            "(`path label` lines or CSV) or folder of videos"
-        )
-    if args.root is not None:
-        data["root"] = str(_require_path(args.root, "--root", "video folder the list's paths are relative to", kind="dir"))
-    if args.num_samples is not None:
-        data["num_samples"] = args.num_samples
-
-    train = dict(recipe.get("train") or {})
-    flags = {
-        "steps": args.steps, "epochs": args.epochs, "batch_size": args.batch_size, "accum_steps": args.accum_steps,
-        "lr": args.lr, "base_lr": args.base_lr, "min_lr": args.min_lr, "warmup_steps": args.warmup_steps,
-        "warmup_epochs": args.warmup_epochs, "weight_decay": args.weight_decay, "clip_grad": args.clip_grad,
-        "amp": args.amp, "device": args.device, "seed": args.seed, "num_workers": args.num_workers,
-        "num_threads": args.threads,
-        "log_every": args.log_every, "ckpt_every": args.ckpt_every,
-    }
-    for a, b in (("steps", "epochs"), ("warmup_steps", "warmup_epochs"), ("lr", "base_lr")):
-        if flags[a] is not None:
-            train.pop(b, None)
-        if flags[b] is not None:
-            train.pop(a, None)
-    train.update({k: v for k, v in flags.items() if v is not None})
-    if args.compile:
-        train["compile"] = True
-    if args.tensorboard:
-        train["tensorboard"] = True
-    if args.no_progress:
-        train["progress"] = False
-    if "steps" not in train and "epochs" not in train:
-        train["steps"] = _FALLBACK_TRAIN["steps"]
-    train["out_dir"] = str(args.out)
-    return {"method": method, "model": model, "model_overrides": overrides, "data": data,
-            "train": TrainConfig.from_dict(train)}
-
-
-def _input_shape(model) -> tuple[int, int]:
-    cfg = getattr(model, "config", None)
-    # a model that reads an extra frame (MAM2's motion target) says so with input_frames
-    frames = getattr(cfg, "input_frames", None) or getattr(cfg, "num_frames", None)
-    size = getattr(cfg, "img_size", None)
-    if not isinstance(frames, int) or not isinstance(size, int):
-        raise ValueError(
-            f"{type(model).__name__}'s config does not give its input size (num_frames, img_size); "
-            "set data.num_frames and data.size in --config"
-        )
-    return frames, size
-
-
-# recipe ``data`` keys that real-clip pre-training passes on to VideoDataset
-REAL_DATA_FIELDS = ("root", "sampling", "stride", "gap", "max_gap", "num_repeats", "backend", "strict")
-
-
-def _pretrain_sampling(model) -> str:
-    """How a pre-training model wants its frames: pairs (VideoMAC), T+1 frames (MAM2) or a clip."""
-    cfg = getattr(model, "config", None)
-    if getattr(cfg, "frame_gap", None) is not None and getattr(cfg, "num_frames", None) == 2:
-        return "pair"
-    if getattr(cfg, "input_frames", None) not in (None, getattr(cfg, "num_frames", None)):
-        return "motion"
-    return "dense"
-
-
-def build_real_dataset(data: dict, model, seed: int):
-    """Pre-training clips from a list file (``path label`` lines or CSV) or a folder of videos.
-
-    Frames are sampled as the model needs them (:func:`_pretrain_sampling`), cropped with
-    VideoMAE's multi-scale crop and normalised; unreadable videos are skipped and counted, never
-    replaced (see :mod:`maskvid_edu.data.datasets`).
-    """
-    from .data.datasets import VideoDataset
-
-    from .data.synthetic import SyntheticConfig
-
-    # a recipe's synthetic stand-in fields (num_frames, size, num_samples, …) do not apply to
-    # real clips: the model's config gives the clip shape
-    synthetic_only = {f.name for f in dataclasses.fields(SyntheticConfig)} - set(REAL_DATA_FIELDS)
-    options = {k: v for k, v in data.items() if k != "source" and k not in synthetic_only}
-    unknown = sorted(set(options) - set(REAL_DATA_FIELDS))
-    if unknown:
-        raise ValueError(f"data: unknown field(s) {unknown} for real clips; valid fields: {list(REAL_DATA_FIELDS)}")
-    cfg = model.config
-    frames, size = _input_shape(model)
-    sampling = options.pop("sampling", None) or _pretrain_sampling(model)
-    clip_len = getattr(cfg, "num_frames", frames)
-    common = dict(mode="pretrain", sampling=sampling, clip_len=clip_len, size=size, seed=seed, **options)
-    source = Path(str(data["source"]))
-    root = common.pop("root", None)
-    try:
-        if source.is_dir():
-            return VideoDataset.from_folder(source, labelled=False, **common)
-        return VideoDataset.from_list(source, root, **common)
-    except ValueError as err:
-        what = "folder of videos" if source.is_dir() else "list file"
-        raise ValueError(f"--data {str(source)!r} ({what}): {err}") from err
-
-
-def build_dataset(data: dict, model, seed: int):
-    """The dataset named by a recipe's ``data`` section: ``synthetic``, or a list file / folder
-    of real videos (:func:`build_real_dataset`)."""
-    from .data.synthetic import SyntheticConfig, SyntheticVideoDataset
-
-    if data["source"] not in DATA_SOURCES:
-        return build_real_dataset(data, model, seed)
-
-    fields = {f.name for f in dataclasses.fields(SyntheticConfig)}
-    options = {k: v for k, v in data.items() if k != "source"}
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise ValueError(f"data: unknown synthetic dataset field(s) {unknown}; valid fields: {sorted(fields)}")
-    for key in ("radius", "translation", "rotation", "zoom"):
-        if isinstance(options.get(key), list):
-            options[key] = tuple(options[key])
-    if "num_frames" not in options or "size" not in options:
-        frames, size = _input_shape(model)
-        options.setdefault("num_frames", frames)
-        options.setdefault("size", size)
-    options.setdefault("seed", seed)
-    return SyntheticVideoDataset(SyntheticConfig(**options))
+#: ``--decoder`` choices: ``auto`` and the backends of :mod:`maskvid_edu.data.decoders`.
+DECODERS = ("auto", "decord", "pyav", "frames")
 
 
 # --------------------------------------------------------------------------------------------
-# Commands
+# pretrain
 # --------------------------------------------------------------------------------------------
-
-
-def load_vqgan_tokenizer(path, preset: str = "vqgan_imagenet_f16_1024"):
-    """A frozen taming-transformers VQGAN encoder + codebook from a checkpoint file, for MAM2's
-    appearance codes (the decoder and loss tensors of the checkpoint are ignored)."""
-    from .tokenizers import TamingVQGANEncoder
-
-    path = _require_path(path, "--tokenizer", "VQGAN checkpoint (taming-transformers .ckpt)")
-    tokenizer = TamingVQGANEncoder.from_preset(preset)
-    ignored = tokenizer.load_taming(path)
-    print(f"tokenizer: {preset} from {path} ({len(ignored)} decoder/loss tensors ignored)", flush=True)
-    return tokenizer.eval()
 
 
 def _pretrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .models import create
-    from .train import CHECKPOINT_NAME, train
-
     try:
-        plan = resolve_pretrain(args)
+        plan = resolve_pretrain({name: getattr(args, name) for name in PRETRAIN_OPTIONS})
         out = Path(args.out)
         checkpoint = out / CHECKPOINT_NAME
         if checkpoint.exists() and not args.resume:
@@ -331,7 +90,10 @@ def _pretrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 raise ValueError(f"--tokenizer gives MAM2 its appearance codes; --method is {plan['method']!r}")
             extra["tokenizer"] = load_vqgan_tokenizer(args.tokenizer, args.tokenizer_preset)
         model = create(plan["model"], **plan["model_overrides"], **extra)
+        if args.resume:
+            check_resume(checkpoint, plan, model)
         dataset = build_dataset(plan["data"], model, seed=config.seed)
+        check_batch(dataset, config.batch_size, world_size=int(os.environ.get("WORLD_SIZE", "1")))
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"maskvid-edu pretrain: error: {err}\n")
 
@@ -344,27 +106,28 @@ def _pretrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         print(f"pre-training {plan['model']} ({n_params / 1e6:.2f} M trainable parameters) on {dataset!r}", flush=True)
     meta = {k: plan[k] for k in ("method", "model", "model_overrides", "data")}
+    # real clips: drop unreadable items from a batch, count them
+    collate = collate_skip_bad if hasattr(dataset, "stats") else None
     try:
-        collate = None
-        if hasattr(dataset, "stats"):  # real clips: drop unreadable items from a batch, count them
-            from .data.datasets import collate_skip_bad
-            collate = collate_skip_bad
         history = train(model, dataset, config, resume=True if args.resume else None, meta=meta, collate_fn=collate)
     except FloatingPointError as err:
         print(f"maskvid-edu pretrain: {err}", file=sys.stderr)
         return 1
+    except UnusableDataError as err:
+        parser.exit(2, f"maskvid-edu pretrain: error: {err}\n")
     if rank0 and hasattr(dataset, "summary"):
         print(dataset.summary(), flush=True)
     if not rank0:
         return 0
-    from .widgets import reconstruction_figure, render_training_curves
-
     title = f"{plan['model']} on {plan['data']['source']} data, {history[-1]['step'] if history else 0} steps"
     render_training_curves(history, title=title).savefig(out / "loss_curve.png")
     written = [CHECKPOINT_NAME, "metrics.jsonl", "config.yaml", "loss_curve.png"]
     try:
+        item = first_usable(dataset)  # the first clip may be a skipped, unreadable video
+        if item is None:
+            raise ValueError("none of the first clips of the dataset could be read")
         generator = torch.Generator(device=next(model.parameters()).device).manual_seed(config.seed)
-        reconstruction_figure(model, dataset[0]["video"], generator=generator, title=title).savefig(out / "reconstruction.png")
+        reconstruction_figure(model, item["video"], generator=generator, title=title).savefig(out / "reconstruction.png")
         written.append("reconstruction.png")
     except ValueError as err:
         print(f"reconstruction figure skipped: {err}")
@@ -380,8 +143,8 @@ def _add_pretrain(sub) -> None:
         help="pre-train a masked video model (VideoMAE, VideoMAC, MAM2)",
         description="Pre-train a masked video model. With only --out: VideoMAE's CPU preset on the\n"
         "synthetic motion dataset (one to two minutes on two cores). Settings come from the\n"
-        "method's demo recipe, then --config, then these flags; a flag left out keeps the\n"
-        "recipe's value.",
+        "method's demo recipe, then --config (a section it gives replaces the demo's, one it\n"
+        "leaves out keeps the demo's), then these flags; a flag left out keeps the recipe's value.",
         epilog="examples:\n"
         "  maskvid-edu pretrain --out runs/demo\n"
         "  maskvid-edu pretrain --out runs/demo --steps 1000 --mask-ratio 0.75 --model-arg normalization=videomae\n"
@@ -407,6 +170,9 @@ def _add_pretrain(sub) -> None:
                    help=f"training clips: {', '.join(DATA_SOURCES)} (default), a list file (`path label` lines "
                         "or CSV, as VideoMAE's) or a folder of videos")
     g.add_argument("--root", default=None, metavar="DIR", help="folder the list file's video paths are relative to")
+    g.add_argument("--decoder", choices=DECODERS, default=None,
+                   help="how real videos are read (recipe data.backend; default auto: decord for files, checked "
+                        "against PyAV, frames for folders of images)")
     g.add_argument("--num-samples", type=int, default=None, metavar="N", help="size of the synthetic dataset")
     g.add_argument("--config", default=None, metavar="YAML",
                    help="recipe file (path, or a shipped recipe name: "
@@ -462,169 +228,9 @@ CLASSIFY_DATA_HELP = (
 )
 
 
-def _require_path(path, flag: str, what: str, kind: str = "file") -> Path:
-    """``path`` as a Path, or FileNotFoundError naming the flag, the path and what was expected."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{flag} {str(p)!r}: {what} not found")
-    if kind == "file" and not p.is_file():
-        raise ValueError(f"{flag} {str(p)!r}: expected {what} (a file), got a folder")
-    if kind == "dir" and not p.is_dir():
-        raise NotADirectoryError(f"{flag} {str(p)!r}: expected {what} (a folder), got a file")
-    return p
-
-
-def downstream_encoder(model):
-    """The part of a model that downstream tasks use: ``model.encoder`` when it has one."""
-    encoder = getattr(model, "encoder", None)
-    return encoder if isinstance(encoder, torch.nn.Module) else model
-
-
-def load_pretrained(ckpt=None, model: str | None = None, model_args=()) -> tuple[torch.nn.Module, str]:
-    """Build the model a checkpoint was trained with and load its weights; return ``(model, words)``.
-
-    ckpt: a ``checkpoint.pt`` written by the trainer (``maskvid-edu pretrain`` / ``finetune``,
-        ``train_or_load``), or None for a randomly initialised ``model``.
-    model: registered model name; default: the one recorded in the checkpoint's ``meta``.
-    model_args: ``KEY=VALUE`` config overrides (applied on top of the recorded ones).
-
-    A fine-tuning checkpoint (``meta["kind"] == "finetune"``) gives back its
-    :class:`~maskvid_edu.evaluate.classify.VideoClassifier`.
-    """
-    from .evaluate.classify import VideoClassifier
-    from .models import create, list_models
-    from .train import load_checkpoint
-
-    overrides = dict(_parse_key_value(item) for item in model_args or ())
-    state, meta = None, {}
-    if ckpt is not None:
-        path = _require_path(ckpt, "--ckpt", "checkpoint")
-        loaded = load_checkpoint(path)
-        state, meta = loaded["model"], loaded.get("meta") or {}
-    name = model or meta.get("model")
-    if name is None:
-        raise ValueError("--model is needed: the checkpoint does not record which registered model it holds "
-                         f"(registered: {', '.join(list_models())})")
-    if name not in list_models():
-        raise ValueError(f"--model {name!r} is not registered; registered models: {', '.join(list_models())}")
-    if name == meta.get("model"):
-        overrides = {**(meta.get("model_overrides") or {}), **overrides}
-    net = create(name, **overrides)
-    words = f"{name} (random initialisation)"
-    if meta.get("kind") == "finetune":
-        net = VideoClassifier(downstream_encoder(net), int(meta["num_classes"]), **(meta.get("classifier") or {}))
-    if state is not None:
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as err:
-            raise ValueError(f"--ckpt {str(ckpt)!r} does not fit model {name!r} with overrides {overrides}: "
-                             f"{str(err).splitlines()[0]}") from err
-        words = f"{name} from {ckpt}"
-    return net, words
-
-
-def _encoder_stride(encoder) -> int:
-    """Pixels per feature cell of an encoder, for resizing frames to a multiple of it."""
-    from .models.vit import VisionTransformer
-
-    if isinstance(encoder, VisionTransformer):
-        return encoder.config.patch
-    return 32  # the sparse ConvNets mask 32-pixel patches and need sizes that are multiples of 32
-
-
-def propagation_extractor(encoder, *, stage: int = 2, batch_size: int = 8):
-    """A :class:`~maskvid_edu.evaluate.propagation.FeatureExtractor` for a library encoder.
-
-    A ViT reads each frame as a static clip of ``tubelet`` copies (one time step of tokens); a
-    ConvNet (``forward_stages``) gives the map of stage ``stage`` (2: stride 16, the usual choice
-    for ResNets in label propagation).
-    """
-    from .evaluate.propagation import FeatureExtractor
-    from .models.vit import VisionTransformer
-
-    if isinstance(encoder, VisionTransformer):
-        return FeatureExtractor(encoder, output="tokens", patch_size=encoder.config.patch,
-                                frames_per_clip=encoder.config.tubelet, batch_size=batch_size)
-    if callable(getattr(encoder, "forward_stages", None)):
-        return FeatureExtractor(lambda x: encoder.forward_stages(x)[stage], output="map", batch_size=batch_size)
-    return FeatureExtractor(encoder, output="map", batch_size=batch_size)
-
-
-def evaluate_davis(encoder, root, out_dir=None, config=None, *, split: str = "val", year: str = "2017",
-                   resolution: str = "480p", sequences=None, size: int | None = None, stage: int = 2,
-                   device="auto", progress: bool = False) -> dict:
-    """Semi-supervised video object segmentation by label propagation on a DAVIS-layout root.
-
-    For every sequence of ``ImageSets/<year>/<split>.txt`` (or ``sequences``): frames are
-    ImageNet-normalised, resized so that both sides are multiples of the encoder's stride
-    (``size``: the shorter side first, else the frames' own size), encoded frame by frame, and
-    the first annotation is propagated (:func:`~maskvid_edu.evaluate.propagation.propagate_masks`,
-    ``config`` default DINO's) at the annotation's resolution. With ``out_dir`` the predictions
-    are written as DAVIS PNGs (``<out_dir>/<sequence>/00000.png …``).
-
-    Returns :func:`~maskvid_edu.evaluate.metrics.davis_jf`'s dict plus ``"sequences"``:
-    ``{name: {"J&F", "J", "F"}}`` (means over the sequence's objects) and ``"predictions"``:
-    ``{name: (T, H, W) int64}``.
-    """
-    import torch.nn.functional as F
-
-    from .data.davis import list_davis_sequences, read_davis_sequence
-    from .data.transforms import normalize
-    from .evaluate.metrics import davis_jf
-    from .evaluate.propagation import PropagationConfig, propagate_masks, write_davis_masks
-    from .utils import resolve_device
-
-    root = _require_path(root, "--data", "DAVIS root", kind="dir")
-    for sub in (Path("JPEGImages") / resolution, Path("Annotations") / resolution):
-        _require_path(root / sub, "--data", f"the {sub} folder of the DAVIS layout", kind="dir")
-    names = list(sequences) if sequences else list_davis_sequences(root, split, year)
-    if not names:
-        raise ValueError(f"--data {str(root)!r}: ImageSets/{year}/{split}.txt lists no sequence")
-    cfg = config or PropagationConfig.dino()
-    dev = resolve_device(device)
-    was_training = encoder.training
-    encoder.eval().to(dev)
-    extractor = propagation_extractor(encoder, stage=stage)
-    stride = _encoder_stride(encoder)
-    pairs, predictions = {}, {}
-    try:
-        for name in names:
-            frames, gt = read_davis_sequence(root, name, resolution=resolution)  # (T, 3, H, W), (T, H, W)
-            H, W = frames.shape[-2:]
-            scale = 1.0 if size is None else size / min(H, W)
-            h = max(stride, int(H * scale) // stride * stride)
-            w = max(stride, int(W * scale) // stride * stride)
-            x = normalize(frames, channel_dim=1)  # (T, 3, H, W)
-            if (h, w) != (H, W):
-                x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-            features = extractor(x.to(dev)).cpu()  # (T, D, h/s, w/s), L2-normalised
-            pred = propagate_masks(features, gt[0], cfg, progress=progress)  # (T, H, W)
-            if out_dir is not None:
-                write_davis_masks(pred, out_dir, name)
-            pairs[name] = (gt, pred)
-            predictions[name] = pred
-    finally:
-        encoder.train(was_training)
-    scores = davis_jf(pairs)
-    per_sequence = {}
-    for name in names:
-        objs = [v for k, v in scores["per_object"].items() if k.rsplit("_", 1)[0] == name]
-        if objs:
-            j = float(np.mean([o["J"] for o in objs]))
-            f = float(np.mean([o["F"] for o in objs]))
-            per_sequence[name] = {"J&F": (j + f) / 2, "J": j, "F": f}
-    scores["sequences"] = per_sequence
-    scores["predictions"] = predictions
-    return scores
-
-
 def _propagate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    import json
-
-    from .evaluate.propagation import PropagationConfig
-
     try:
-        root = _require_path(args.data, "--data", "DAVIS root", kind="dir")
+        root = require_path(args.data, "--data", "DAVIS root", kind="dir")
         if args.ckpt is None and not args.random_init:
             raise ValueError("--ckpt is required (or --random-init with --model for an untrained encoder)")
         if args.ckpt is not None and args.random_init:
@@ -663,9 +269,6 @@ def _propagate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 def _classification_data(args, clip_len: int, size: int, *, train_mode: str, val_mode: str):
     """``(train, val, num_classes, words)`` named by ``--data`` (see :data:`CLASSIFY_DATA_HELP`)."""
-    from .data.datasets import VideoDataset
-    from .data.synthetic import SyntheticConfig, SyntheticVideoDataset
-
     common = dict(clip_len=clip_len, stride=args.stride, size=size, test_clips=args.test_clips, test_crops=args.test_crops,
                   sampling=args.sampling)
     if args.data == "synthetic":
@@ -687,21 +290,25 @@ def _classification_data(args, clip_len: int, size: int, *, train_mode: str, val
     if path.is_file():
         if args.val_data is None:
             raise ValueError(f"--data {args.data!r} is a list file: give the evaluation list with --val-data")
-        _require_path(args.val_data, "--val-data", "evaluation list file")
+        require_path(args.val_data, "--val-data", "evaluation list file")
         if args.root is not None:
-            _require_path(args.root, "--root", "video folder", kind="dir")
+            require_path(args.root, "--root", "video folder", kind="dir")
         train = VideoDataset.from_list(path, args.root, mode=train_mode, **common)
         val = VideoDataset.from_list(args.val_data, args.root, mode=val_mode, **common)
         labels = [s.label for s in train.samples + val.samples if s.label is not None]
         k = args.num_classes or (len(train.classes) if train.classes else max(labels) + 1)
+        check_labels(train.samples, path, k)
+        check_labels(val.samples, args.val_data, k)
         return train, val, k, f"{path.name} ({len(train)} training videos, {k} classes)"
     split_dir = Path(args.split_dir) if args.split_dir is not None else path / "ucfTrainTestlist"
-    _require_path(split_dir, "--split-dir", "UCF101 split folder (holding classInd.txt)", kind="dir")
+    require_path(split_dir, "--split-dir", "UCF101 split folder (holding classInd.txt)", kind="dir")
     for name in ("classInd.txt", f"trainlist0{args.split}.txt", f"testlist0{args.split}.txt"):
-        _require_path(split_dir / name, "--split-dir", f"UCF101 split file {name}")
+        require_path(split_dir / name, "--split-dir", f"UCF101 split file {name}")
     train = VideoDataset.ucf101(path, split_dir, args.split, "train", mode=train_mode, **common)
     val = VideoDataset.ucf101(path, split_dir, args.split, "test", mode=val_mode, **common)
     k = args.num_classes or len(train.classes)
+    check_labels(train.samples, split_dir / f"trainlist0{args.split}.txt", k)
+    check_labels(val.samples, split_dir / f"testlist0{args.split}.txt", k)
     return train, val, k, f"UCF101 split {args.split} ({len(train)} training videos)"
 
 
@@ -709,7 +316,7 @@ def _clip_shape(model, args) -> tuple[int, int]:
     frames, size = (None, None)
     for candidate in (model, getattr(model, "encoder", None)):  # a fine-tuned classifier: its encoder's
         try:
-            frames, size = _input_shape(candidate)
+            frames, size = input_shape(candidate)
             break
         except ValueError:
             pass
@@ -721,9 +328,6 @@ def _clip_shape(model, args) -> tuple[int, int]:
 
 
 def _classification_encoder(model, stage: int | None):
-    from .evaluate.classify import FrameEncoder, VideoClassifier
-    from .models.vit import VisionTransformer
-
     encoder = model.encoder if isinstance(model, VideoClassifier) else downstream_encoder(model)
     if isinstance(encoder, VisionTransformer) or callable(getattr(encoder, "forward_features", None)):
         return encoder
@@ -731,12 +335,6 @@ def _classification_encoder(model, stage: int | None):
 
 
 def _finetune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    import json
-
-    from .data.datasets import collate_skip_bad
-    from .evaluate.classify import ClipViews, VideoClassifier, evaluate_views, finetune
-    from .train import CHECKPOINT_NAME, TrainConfig
-
     try:
         out = Path(args.out)
         if (out / CHECKPOINT_NAME).exists() and not args.resume:
@@ -801,22 +399,16 @@ def _pretrained_name(args, words: str) -> str:
 
 
 def _recorded_overrides(args) -> dict:
-    from .train import load_checkpoint
-
     overrides = {}
     if args.ckpt is not None:
         meta = load_checkpoint(args.ckpt).get("meta") or {}
         if args.model in (None, meta.get("model")):
             overrides.update(meta.get("model_overrides") or {})
-    overrides.update(dict(_parse_key_value(item) for item in args.model_arg or ()))
+    overrides.update(dict(parse_key_value(item) for item in args.model_arg or ()))
     return overrides
 
 
 def _probe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    import json
-
-    from .evaluate.classify import extract_features, knn_accuracy, linear_probe
-
     try:
         if args.threads is not None:
             torch.set_num_threads(args.threads)
@@ -1167,8 +759,6 @@ def _add_bench(sub) -> None:
 
 
 def _launch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .launch import format_plan, plan_launch, torchrun_command
-
     try:
         if args.root is not None and args.data is None:
             raise ValueError("--root goes with --data: it is the folder that the list file's paths start from")

@@ -15,7 +15,7 @@ training two models and comparing their last numbers:
 - **A yardstick that does not depend on the target.** Losses cannot be compared across targets
   (a cross-entropy over codes and a squared error over differences have different units).
   What a pre-trained encoder is *for* is features: a linear probe (softmax regression on
-  frozen, pooled encoder features, :func:`~maskvid_edu.evaluate.classify.linear_probe`) and a
+  frozen, pooled encoder features, :func:`~maskvid_edu.evaluate.probe.linear_probe`) and a
   weighted k-NN on a labelled task measure all methods alike.
 - **Along the way.** Convergence is a curve, so the encoders are probed at several checkpoints
   (e.g. step 0, S/2, S). The trainer stops at each checkpoint, writes its checkpoint and
@@ -401,7 +401,7 @@ def compare_pretraining(
         seeds: one full race per seed.
         work_dir: where the runs' checkpoints go (``<work_dir>/<method>-seed<s>/``); None: a
             temporary folder, deleted at the end.
-        probe: keyword arguments of :func:`~maskvid_edu.evaluate.classify.linear_probe`
+        probe: keyword arguments of :func:`~maskvid_edu.evaluate.probe.linear_probe`
             (e.g. ``{"epochs": 100, "lr": 0.1}``).
         knn_k: neighbours of the k-NN score.
         feature_batch: clips per forward pass when extracting features.
@@ -413,7 +413,7 @@ def compare_pretraining(
     """
     from tqdm.auto import tqdm
 
-    from .evaluate.classify import extract_features, knn_accuracy, linear_probe
+    from .evaluate.probe import extract_features, knn_accuracy, linear_probe
 
     methods = list(methods)
     if not methods or not all(isinstance(m, MethodSpec) for m in methods):

@@ -55,11 +55,12 @@ import os
 import shlex
 from dataclasses import dataclass, field
 
-__all__ = ["LaunchPlan", "plan_launch", "torchrun_command", "format_plan", "recipe_gpus", "check_launch_section",
-           "LAUNCH_FIELDS", "LR_REFERENCE_BATCH"]
+from .data.synthetic import SyntheticConfig
+from .recipes import FALLBACK_TRAIN, check_launch_section, check_recipe, load_recipe
+from .train import TrainConfig
+from .utils import positive_int
 
-#: Keys of a recipe's optional ``launch`` section.
-LAUNCH_FIELDS = ("gpus",)
+__all__ = ["LaunchPlan", "plan_launch", "torchrun_command", "format_plan", "recipe_gpus", "LR_REFERENCE_BATCH"]
 #: The linear scaling rule's reference batch: ``lr = base_lr × effective_batch / 256``.
 LR_REFERENCE_BATCH = 256
 
@@ -110,35 +111,12 @@ class LaunchPlan:
 # --------------------------------------------------------------------------------------------
 
 
-def _positive_int(value, name: str, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def check_launch_section(section, where: str = "recipe") -> dict:
-    """Validate a recipe's ``launch`` section (None or a mapping of :data:`LAUNCH_FIELDS`)."""
-    if section is None:
-        return {}
-    if not isinstance(section, dict):
-        raise ValueError(f"{where}: section 'launch' must be a mapping such as {{gpus: 64}}, got {section!r}")
-    unknown = sorted(set(section) - set(LAUNCH_FIELDS))
-    if unknown:
-        raise ValueError(f"{where}: unknown field(s) {unknown} in section 'launch'; valid fields: {list(LAUNCH_FIELDS)}")
-    _positive_int(section.get("gpus", 1), f"{where}: launch.gpus")
-    return section
-
-
 def recipe_gpus(recipe: dict) -> int:
     """GPUs of the recipe's published run: its ``launch.gpus``, 1 when it has no such section."""
     return int(check_launch_section(recipe.get("launch")).get("gpus", 1))
 
 
 def _load(recipe) -> dict:
-    from .cli import check_recipe, load_recipe
-
     if isinstance(recipe, dict):
         return check_recipe(recipe, "recipe")
     if isinstance(recipe, (str, os.PathLike)):
@@ -149,11 +127,9 @@ def _load(recipe) -> dict:
 def _dataset_size(recipe: dict) -> int | None:
     """Clips per epoch as the recipe describes them: ``data.num_samples``; for the synthetic
     dataset without that field, the synthetic dataset's default; otherwise unknown (None)."""
-    from .data.synthetic import SyntheticConfig
-
     data = recipe.get("data") or {}
     if data.get("num_samples") is not None:
-        return _positive_int(data["num_samples"], "recipe: data.num_samples")
+        return positive_int(data["num_samples"], "recipe: data.num_samples")
     if data.get("source", "synthetic") == "synthetic":
         return SyntheticConfig.num_samples
     return None
@@ -198,21 +174,17 @@ def plan_launch(recipe, *, nodes: int = 1, gpus_per_node: int = 1, batch_size: i
     ``batch_size``, ``target_batch``, ``num_samples``, for a dataset too small for one
     micro-batch per process, and for a peak lr that would fall below the recipe's ``min_lr``.
     """
-    from .train import TrainConfig
-
-    _positive_int(nodes, "nodes")
-    _positive_int(gpus_per_node, "gpus_per_node")
-    _positive_int(batch_size, "batch_size", allow_none=True)
-    _positive_int(target_batch, "target_batch", allow_none=True)
-    _positive_int(num_samples, "num_samples", allow_none=True)
+    positive_int(nodes, "nodes")
+    positive_int(gpus_per_node, "gpus_per_node")
+    positive_int(batch_size, "batch_size", allow_none=True)
+    positive_int(target_batch, "target_batch", allow_none=True)
+    positive_int(num_samples, "num_samples", allow_none=True)
     recipe = _load(recipe)
     gpus = recipe_gpus(recipe)
     train = dict(recipe.get("train") or {})
     train.pop("out_dir", None)
     if train.get("steps") is None and train.get("epochs") is None:
-        from .cli import _FALLBACK_TRAIN  # what `pretrain` runs when a recipe gives no length
-
-        train["steps"] = _FALLBACK_TRAIN["steps"]
+        train["steps"] = FALLBACK_TRAIN["steps"]  # what `pretrain` runs when a recipe gives no length
     written = TrainConfig.from_dict(train)  # validates the section, fills the trainer's defaults
     recipe_batch = written.batch_size * written.accum_steps * gpus
     target = target_batch if target_batch is not None else recipe_batch

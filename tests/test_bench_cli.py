@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maskvid_edu.cli import build_dataset, build_parser, load_recipe, main, resolve_pretrain, shipped_recipes
+from maskvid_edu.cli import build_parser, main
 from maskvid_edu.models import create, list_models
+from maskvid_edu.recipes import build_dataset, load_recipe, resolve_pretrain, shipped_recipes
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,24 +12,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskvid_edu.data.synthetic import SyntheticVideoDataset
-from maskvid_edu.evaluate.classify import (
-    ClipViews,
-    FrameEncoder,
+from maskvid_edu.data.wrappers import ClipViews
+from maskvid_edu.evaluate.finetune import (
     MixParams,
     VideoClassifier,
     apply_mix,
     draw_mix,
     evaluate_views,
-    extract_features,
     finetune,
-    knn_accuracy,
-    knn_predict,
     layer_decay_groups,
     layer_id,
-    linear_probe,
     mix_targets,
     soft_cross_entropy,
 )
+from maskvid_edu.evaluate.probe import FrameEncoder, extract_features, knn_accuracy, knn_predict, linear_probe
 from maskvid_edu.models.vit import VisionTransformer, position_embedding
 from maskvid_edu.train import TrainConfig, Trainer
 

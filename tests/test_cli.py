@@ -10,7 +10,8 @@ import pytest
 import torch
 import yaml
 
-from maskvid_edu.cli import build_parser, load_recipe, main, shipped_recipes
+from maskvid_edu.cli import build_parser, main
+from maskvid_edu.recipes import load_recipe, shipped_recipes
 from maskvid_edu.train import CHECKPOINT_NAME, load_checkpoint
 
 SMALL = ["--steps", "3", "--batch-size", "2", "--num-samples", "8", "--log-every", "1", "--no-progress", "--num-workers", "0",
@@ -66,7 +67,7 @@ def test_recipe_layers_flags_win(tmp_path):
         "method": "videomae", "model": "videomae_vit_demo", "model_overrides": {"decoder_depth": 1},
         "data": {"num_samples": 8, "camera": "static"}, "train": {"steps": 7, "lr": 1e-3, "batch_size": 2},
     }))
-    from maskvid_edu.cli import resolve_pretrain
+    from maskvid_edu.recipes import resolve_pretrain
 
     args = build_parser().parse_args(["pretrain", "--out", str(tmp_path / "o"), "--config", str(recipe),
                                       "--base-lr", "2e-4", "--model-arg", "decoder_dim=32"])
@@ -225,7 +226,7 @@ def test_pretrain_rejects_a_missing_data_path(tmp_path, capsys):
 def test_full_size_recipe_with_a_real_list_builds_a_video_dataset(tmp_path):
     from videofiles import textured_frames, write_video
 
-    from maskvid_edu.cli import build_dataset, resolve_pretrain
+    from maskvid_edu.recipes import build_dataset, resolve_pretrain
 
     write_video(tmp_path / "a.avi", textured_frames(40, 64, 64))
     listing = tmp_path / "train.csv"

@@ -9,9 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from maskvid_edu.cli import build_parser, evaluate_davis, load_pretrained, main
+from maskvid_edu.cli import build_parser, main
 from maskvid_edu.data.davis import list_davis_sequences, read_davis_sequence, write_davis_dataset
 from maskvid_edu.data.synthetic import SyntheticVideoDataset
+from maskvid_edu.evaluate.davis import evaluate_davis, load_pretrained
 from maskvid_edu.evaluate.metrics import davis_jf
 from maskvid_edu.evaluate.propagation import PropagationConfig
 from maskvid_edu.train import CHECKPOINT_NAME, load_checkpoint

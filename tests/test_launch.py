@@ -16,8 +16,9 @@ import pytest
 import torch
 import yaml
 
-from maskvid_edu.cli import build_parser, load_recipe, main, resolve_pretrain, shipped_recipes
+from maskvid_edu.cli import build_parser, main
 from maskvid_edu.launch import LaunchPlan, format_plan, plan_launch, recipe_gpus, torchrun_command
+from maskvid_edu.recipes import load_recipe, resolve_pretrain, shipped_recipes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

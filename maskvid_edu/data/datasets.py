@@ -104,6 +104,7 @@ __all__ = [
     "DataStats",
     "UnusableDataError",
     "collate_skip_bad",
+    "first_usable",
     "VideoDataset",
     "SkipAwareLoader",
 ]
@@ -125,6 +126,16 @@ class SkippedItem:
     path: str
     reason: str
     detail: str = ""
+
+
+def first_usable(dataset, limit: int = 32):
+    """The first item of ``dataset`` that is not skipped (a dict), looking at most ``limit``
+    items; None when all of those were skipped (or ``None``)."""
+    for index in range(min(len(dataset), limit)):
+        item = dataset[index]
+        if isinstance(item, dict):
+            return item
+    return None
 
 
 def collate_skip_bad(items: Sequence) -> dict:

@@ -51,6 +51,7 @@ __all__ = [
     "ssv2_samples",
     "ssv2_label",
     "folder_samples",
+    "check_labels",
 ]
 
 # "utf-8-sig" reads plain UTF-8 and drops the byte-order mark (EF BB BF) that spreadsheet
@@ -607,3 +608,19 @@ def folder_samples(root, *, labelled: bool = True) -> ParsedList:
         raise ValueError(scan.nothing_found(labelled))
     _report_ignored(scan.ignored, root)
     return ParsedList(samples, [], classes, scan.ignored)
+
+
+def check_labels(samples: Sequence[VideoSample], list_file, num_classes: int) -> None:
+    """Refuse a label outside ``0 … num_classes − 1`` before anything trains on it: ValueError
+    naming the list file, the line that holds the sample (found by its file name), the label and
+    ``--num-classes``. Unlabelled samples pass."""
+    list_file = Path(list_file)
+    for sample in samples:
+        if sample.label is None or 0 <= sample.label < num_classes:
+            continue
+        name = Path(sample.path).name
+        with open(list_file, encoding=LIST_ENCODING, errors="replace") as f:
+            line = next((no for no, text in enumerate(f, 1) if name in text), None)
+        where = f"{list_file}:{line}" if line is not None else f"{list_file} ({name})"
+        raise ValueError(f"{where}: label {sample.label} is outside 0..{num_classes - 1} of --num-classes "
+                         f"{num_classes}: raise --num-classes, or fix the list")

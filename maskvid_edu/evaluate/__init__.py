@@ -5,6 +5,14 @@
   first frame to the rest (the CRW / DINO protocol), DAVIS-layout PNG output
 - :mod:`maskvid_edu.evaluate.metrics` — DAVIS J&F, VIP mIoU, JHMDB PCK, as their reference
   evaluation scripts compute them
+- :mod:`maskvid_edu.evaluate.davis` — a trainer checkpoint → its encoder → DAVIS J&F by
+  propagation (what ``maskvid-edu propagate`` runs)
+
+and on action recognition, with and without training the encoder:
+
+- :mod:`maskvid_edu.evaluate.probe` — frozen clip features, linear probe, weighted k-NN
+- :mod:`maskvid_edu.evaluate.finetune` — VideoMAE's fine-tuning recipe (mixup/cutmix, layer
+  decay, the classifier) and multi-view testing
 """
 
 from .metrics import (
