@@ -6,7 +6,10 @@ checker fails it *with the hint written for that mistake*, at the property where
 
 from __future__ import annotations
 
+import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +18,9 @@ from torch import nn
 
 from maskvid_edu import ema, masking, patches, sparse, targets
 from maskvid_edu.data.transforms import denormalize
+from maskvid_edu.evaluate import metrics
+from maskvid_edu.flops import vit_block_flops
+from maskvid_edu.launch import plan_launch
 from maskvid_edu.exercises import check, describe, evaluate, list_exercises
 
 # --------------------------------------------------------------------------------------------
@@ -54,6 +60,15 @@ def library_sparse_conv(x, mask, weight, bias):
         return sparse.to_dense(conv(sparse.to_sparse(x, mask)))
 
 
+def library_linear_lr_scaling(base_lr, batch_size, gpus, accum_steps):
+    """:func:`maskvid_edu.launch.plan_launch` of a recipe with that batch on one node of ``gpus``."""
+    recipe = {"train": {"base_lr": base_lr, "batch_size": batch_size, "accum_steps": accum_steps,
+                        "min_lr": 0.0},
+              "data": {"num_samples": 1_000_000}, "launch": {"gpus": gpus}}
+    plan = plan_launch(recipe, gpus_per_node=gpus)
+    return plan.effective_batch, plan.peak_lr
+
+
 LIBRARY = {
     "num_masked": masking.num_masked,
     "tube_mask": masking.tube_mask,
@@ -63,6 +78,9 @@ LIBRARY = {
     "ema_update": library_ema_update,
     "cosine_momentum": library_cosine_momentum,
     "rgb_difference": library_rgb_difference,
+    "region_similarity": metrics.jaccard,
+    "vit_block_flops": vit_block_flops,
+    "linear_lr_scaling": library_linear_lr_scaling,
 }
 
 
@@ -483,3 +501,199 @@ def test_a_missing_return_is_named():
         patches.patchify(video, tubelet, patch)
 
     fails_with("patchify", forgot, "did you forget the `return` statement", at="returns")
+
+
+# --------------------------------------------------------------------------------------------
+# region similarity J
+# --------------------------------------------------------------------------------------------
+
+
+def _areas(truth, pred):
+    return int((truth & pred).sum()), int(truth.sum()), int(pred.sum()), truth.numel()
+
+
+def _iou(truth, pred):
+    union = int((truth | pred).sum())
+    return 1.0 if union == 0 else int((truth & pred).sum()) / union
+
+
+def test_region_similarity_ratio_slips_are_named():
+    def ratio(f):
+        return lambda truth, pred: f(*_areas(truth, pred))
+
+    at = "truth ∪ pred"
+    fails_with("region_similarity", ratio(lambda i, t, p, n: i / t), "that is recall", at=at)
+    fails_with("region_similarity", ratio(lambda i, t, p, n: i / p), "that is precision", at=at)
+    fails_with("region_similarity", ratio(lambda i, t, p, n: 2 * i / (t + p)), "Dice", at=at)
+    fails_with("region_similarity", ratio(lambda i, t, p, n: i / (t + p)),
+               "counts the overlap twice", at=at)
+    fails_with("region_similarity", ratio(lambda i, t, p, n: (n - t - p + 2 * i) / n),
+               "pixel accuracy", at=at)
+    fails_with("region_similarity", lambda truth, pred: 1 - _iou(truth, pred),
+               "Jaccard distance", at=at)
+
+
+def test_region_similarity_empty_masks_are_named():
+    fails_with("region_similarity", lambda truth, pred: (truth & pred).sum().item() / (truth | pred).sum().item(),
+               "division by zero", "return 1.0", at="both masks are empty")
+    fails_with("region_similarity",
+               lambda truth, pred: float((truth & pred).sum() / (truth | pred).sum()),
+               "you returned nan", at="both masks are empty")
+    fails_with("region_similarity",
+               lambda truth, pred: 0.0 if not (truth | pred).any() else _iou(truth, pred),
+               "scores an empty prediction of an empty object 1", at="both masks are empty")
+
+
+def test_region_similarity_type_inputs_and_sizes_are_named():
+    fails_with("region_similarity", lambda truth, pred: (truth & pred).sum() / (truth | pred).sum(),
+               "returned a tensor", at="Python number")
+
+    def in_place(truth, pred):
+        value = _iou(truth, pred)
+        truth &= pred
+        return value
+
+    fails_with("region_similarity", in_place, "changed the masks", at="any frame size")
+
+    def hard_coded(truth, pred):
+        return _iou(truth[:6, :7], pred[:6, :7])
+
+    fails_with("region_similarity", hard_coded, "do not hard-code the frame size", at="any frame size")
+
+
+# --------------------------------------------------------------------------------------------
+# FLOPs of a block
+# --------------------------------------------------------------------------------------------
+
+
+def _block(dim, num_tokens, mlp_ratio=4.0, *, qkv=3, attention=2, out=1, mlp=2, hidden=None):
+    n, d = num_tokens, dim
+    h = int(d * mlp_ratio) if hidden is None else hidden(d, mlp_ratio)
+    return 2 * n * d * d * (qkv + out) + attention * 2 * n * n * d + mlp * 2 * n * d * h
+
+
+def test_block_flops_counting_slips_are_named():
+    at = "MLP ratio 4"
+    fails_with("vit_block_flops", lambda d, n, r=4.0: vit_block_flops(d, n, r) // 2,
+               "multiply-accumulates", at=at)
+    fails_with("vit_block_flops", lambda d, n, r=4.0: 3 * vit_block_flops(d, n, r),
+               "that is a training step", at=at)
+    fails_with("vit_block_flops", lambda d, n, r=4.0: _block(d, n, r, attention=0),
+               "the attention products are missing", at=at)
+    fails_with("vit_block_flops", lambda d, n, r=4.0: _block(d, n, r, attention=1),
+               "you counted one attention product", at=at)
+    fails_with("vit_block_flops", lambda d, n, r=4.0: _block(d, n, r, qkv=1),
+               "the qkv projection maps D to 3D", at=at)
+    fails_with("vit_block_flops", lambda d, n, r=4.0: _block(d, n, r, out=0),
+               "the output projection", at=at)
+    fails_with("vit_block_flops", lambda d, n, r=4.0: _block(d, n, r, mlp=1),
+               "the MLP has two layers", at=at)
+    fails_with("vit_block_flops", lambda d, n, r=4.0: vit_block_flops(n, d, r),
+               "you swapped the arguments", at=at)
+
+
+def test_block_flops_mlp_ratio_and_type_slips_are_named():
+    fails_with("vit_block_flops", lambda d, n, r=4.0: vit_block_flops(d, n),
+               "you ignored mlp_ratio", at="follows mlp_ratio")
+    fails_with("vit_block_flops", lambda d, n, r=4.0: _block(d, n, r, hidden=lambda d, r: d * r),
+               "H = int(D · mlp_ratio)", "133, not 133.3", at="follows mlp_ratio")
+    fails_with("vit_block_flops", lambda d, n, r=4.0: float(vit_block_flops(d, n, r)),
+               "a FLOP count is a whole number", at="exact int")
+    fails_with("vit_block_flops", lambda d, n, r=4.0: None, "forget the `return`", at="returns a number")
+
+
+# --------------------------------------------------------------------------------------------
+# effective batch and the linear learning-rate rule
+# --------------------------------------------------------------------------------------------
+
+
+def _scaled(effective, lr=lambda base, e, b: base * e / 256):
+    return lambda base, b, g, a: (effective(b, g, a), lr(base, effective(b, g, a), b))
+
+
+def test_effective_batch_slips_are_named():
+    at = "effective batch ="
+    fails_with("linear_lr_scaling", _scaled(lambda b, g, a: b), "the per-GPU batch", at=at)
+    fails_with("linear_lr_scaling", _scaled(lambda b, g, a: b * g),
+               "gradient accumulation is missing", at=at)
+    fails_with("linear_lr_scaling", _scaled(lambda b, g, a: b * a), "the GPUs are missing", at=at)
+    fails_with("linear_lr_scaling", _scaled(lambda b, g, a: b + g + a),
+               "the three factors multiply", at=at)
+
+
+def test_learning_rate_rule_slips_are_named():
+    product = lambda b, g, a: b * g * a  # noqa: E731
+    at = "peak lr ="
+    fails_with("linear_lr_scaling", _scaled(product, lambda base, e, b: base),
+               "base_lr unchanged", at=at)
+    fails_with("linear_lr_scaling", _scaled(product, lambda base, e, b: base * 256 / e),
+               "upside down", at=at)
+    fails_with("linear_lr_scaling", _scaled(product, lambda base, e, b: base * b / 256),
+               "scaled by the per-GPU batch", at=at)
+    fails_with("linear_lr_scaling", _scaled(product, lambda base, e, b: base * math.sqrt(e / 256)),
+               "square-root rule", at=at)
+    fails_with("linear_lr_scaling", _scaled(product, lambda base, e, b: base * e),
+               "the reference batch is missing", at=at)
+
+
+def test_learning_rate_return_slips_are_named():
+    fails_with("linear_lr_scaling", lambda base, b, g, a: base * b * g * a / 256,
+               "you returned one number", at="the pair")
+    fails_with("linear_lr_scaling", lambda base, b, g, a: (torch.tensor(b * g * a), 1.0),
+               "is a Tensor", at="the pair")
+    fails_with("linear_lr_scaling", _scaled(lambda b, g, a: float(b * g * a)),
+               "it counts clips, return an int", at="as an int")
+
+
+# --------------------------------------------------------------------------------------------
+# the chapters: a scaffold, a check and a solution for every exercise
+# --------------------------------------------------------------------------------------------
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+CHECK_CALL = re.compile(r'^passed = check\("(\w+)", (\w+)\)$', re.MULTILINE)
+SOLUTION = ":::{admonition} Solution\n:class: dropdown\n"
+
+
+def _exercise_cells():
+    """``(chapter, name, function, scaffold, check, solution)`` for every check cell."""
+    found = []
+    for path in sorted(BOOK.glob("*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        for i, cell in enumerate(cells):
+            source = "".join(cell["source"])
+            match = CHECK_CALL.search(source) if cell["cell_type"] == "code" else None
+            if match:
+                found.append((path.name, match[1], match[2], "".join(cells[i - 1]["source"]),
+                              source, "".join(cells[i + 1]["source"]) if i + 1 < len(cells) else ""))
+    return found
+
+
+EXERCISE_CELLS = _exercise_cells()
+
+
+def test_every_exercise_is_checked_in_a_chapter():
+    checked = [name for _, name, *_ in EXERCISE_CELLS]
+    assert sorted(checked) == sorted(list_exercises())  # each one exactly once
+
+
+@pytest.mark.parametrize("chapter, name, function, scaffold, check_cell, solution", EXERCISE_CELLS,
+                         ids=[f"{c[0][:2]}-{c[1]}" for c in EXERCISE_CELLS])
+def test_exercise_cells_scaffold_check_and_solution(chapter, name, function, scaffold, check_cell,
+                                                    solution, capsys):
+    cells = [scaffold, check_cell]
+    assert all(len(line) <= 88 for cell in cells for line in cell.splitlines())
+    # the scaffold as committed: the check cell reports it unfinished and raises nothing
+    assert f"def {function}(" in scaffold and "raise NotImplementedError" in scaffold
+    namespace: dict = {}
+    exec(scaffold, namespace)
+    exec(check_cell, namespace)
+    assert namespace["passed"] is False
+    assert "not written yet" in capsys.readouterr().out
+    # the collapsible solution that follows: its first code block passes the checker
+    assert solution.startswith(SOLUTION), solution[:80]
+    code = solution.split("```python\n", 1)[1].split("```", 1)[0]
+    assert f"def {function}(" in code and f'check("{name}", {function})' in code
+    namespace = {"check": check}
+    exec(code, namespace)
+    report = evaluate(name, namespace[function])
+    assert report.passed, report.text
