@@ -18,7 +18,7 @@ from torch import nn
 
 from maskvid_edu import ema, masking, patches, sparse, targets
 from maskvid_edu.data.transforms import denormalize
-from maskvid_edu.evaluate import metrics
+from maskvid_edu.evaluate import classify, metrics
 from maskvid_edu.flops import vit_block_flops
 from maskvid_edu.launch import plan_launch
 from maskvid_edu.exercises import check, describe, evaluate, list_exercises
@@ -69,6 +69,18 @@ def library_linear_lr_scaling(base_lr, batch_size, gpus, accum_steps):
     return plan.effective_batch, plan.peak_lr
 
 
+def library_layer_lr_scale(layer, num_layers, layer_decay):
+    """The ``lr_scale`` that :func:`~maskvid_edu.evaluate.classify.layer_decay_groups` gives the
+    parameters of ``layer`` in a stand-in encoder of ``num_layers`` blocks under a head."""
+    model = nn.Module()
+    model.encoder = nn.Module()
+    model.encoder.patch_embed = nn.Linear(1, 1)
+    model.encoder.blocks = nn.ModuleList(nn.Linear(1, 1) for _ in range(num_layers))
+    model.head = nn.Linear(1, 1)
+    groups = classify.layer_decay_groups(model, 0.05, layer_decay)
+    return next(g["lr_scale"] for g in groups if g["layer"] == layer)
+
+
 LIBRARY = {
     "num_masked": masking.num_masked,
     "tube_mask": masking.tube_mask,
@@ -78,6 +90,8 @@ LIBRARY = {
     "ema_update": library_ema_update,
     "cosine_momentum": library_cosine_momentum,
     "rgb_difference": library_rgb_difference,
+    "mix_targets": lambda labels, k, lam, s: classify.mix_targets(labels, k, lam=lam, smoothing=s),
+    "layer_lr_scale": library_layer_lr_scale,
     "region_similarity": metrics.jaccard,
     "vit_block_flops": vit_block_flops,
     "linear_lr_scaling": library_linear_lr_scaling,
@@ -501,6 +515,63 @@ def test_a_missing_return_is_named():
         patches.patchify(video, tubelet, patch)
 
     fails_with("patchify", forgot, "did you forget the `return` statement", at="returns")
+
+
+# --------------------------------------------------------------------------------------------
+# mixup targets and layer decay
+# --------------------------------------------------------------------------------------------
+
+
+def _smoothed(labels, k, s, *, on=None, off=None):
+    one_hot = F.one_hot(labels.long(), k).double()
+    on = 1 - s + s / k if on is None else on
+    off = s / k if off is None else off
+    return one_hot * on + (1 - one_hot) * off
+
+
+def test_label_smoothing_slips_are_named():
+    at = "smooths each label"
+    fails_with("mix_targets", lambda y, k, lam, s: F.one_hot(y, k).float(), "plain one-hot", at=at)
+    fails_with("mix_targets", lambda y, k, lam, s: _smoothed(y, k, s, on=1 - s, off=s / (k - 1)),
+               "over the K − 1 other classes", at=at)
+    fails_with("mix_targets", lambda y, k, lam, s: _smoothed(y, k, s, on=1 - s),
+               "a row sums to less than 1", at=at)
+
+
+def test_mixup_partner_slips_are_named():
+    at = "mixes clip i with clip B − 1 − i"
+    fails_with("mix_targets", lambda y, k, lam, s: _smoothed(y, k, s), "ignore lam", at=at)
+    fails_with("mix_targets",
+               lambda y, k, lam, s: (1 - lam) * _smoothed(y, k, s) + lam * _smoothed(y, k, s).flip(0),
+               "lam weights the clip's own label", at="smooths each label")
+    fails_with("mix_targets",
+               lambda y, k, lam, s: lam * _smoothed(y, k, s) + (1 - lam) * _smoothed(y, k, s).roll(1, 0),
+               "mixed each clip with its neighbour", at=at)
+
+
+def test_mixup_shape_dtype_and_sizes_are_named():
+    fails_with("mix_targets", lambda y, k, lam, s: classify.mix_targets(y, k, lam, s).T,
+               "(B, num_classes)", at="returns a float tensor")
+    fails_with("mix_targets", lambda y, k, lam, s: y.view(-1, 1).expand(-1, k),
+               "soft targets are float", at="returns a float tensor")
+
+    def hard_coded(y, k, lam, s):
+        smoothed = _smoothed(y, k, s, on=1 - s + s / 4, off=s / 4)  # K = 4 written in
+        return lam * smoothed + (1 - lam) * smoothed.flip(0)
+
+    fails_with("mix_targets", hard_coded, "hard-code nothing", at="any batch")
+
+
+def test_layer_decay_slips_are_named():
+    at = "layer_decay^(L + 1 − l)"
+    fails_with("layer_lr_scale", lambda l, L, d: d**l, "run the wrong way", at=at)
+    fails_with("layer_lr_scale", lambda l, L, d: d ** (L - l), "off by one", "the head is layer L + 1",
+               at=at)
+    fails_with("layer_lr_scale", lambda l, L, d: d ** (L + 2 - l), "off by one", "scale 1", at=at)
+    fails_with("layer_lr_scale", lambda l, L, d: max(0.0, 1 - (1 - d) * (L + 1 - l)),
+               "geometric, not linear", at=at)
+    fails_with("layer_lr_scale", lambda l, L, d: torch.tensor(d) ** (L + 1 - l), "returned a tensor",
+               at="Python number")
 
 
 # --------------------------------------------------------------------------------------------
