@@ -19,6 +19,7 @@ from torch import nn
 from maskvid_edu import ema, masking, patches, sparse, targets
 from maskvid_edu.data.transforms import denormalize
 from maskvid_edu.evaluate import classify, metrics
+from maskvid_edu.evaluate.propagation import PropagationConfig, propagate_labels
 from maskvid_edu.flops import vit_block_flops
 from maskvid_edu.launch import plan_launch
 from maskvid_edu.exercises import check, describe, evaluate, list_exercises
@@ -69,6 +70,14 @@ def library_linear_lr_scaling(base_lr, batch_size, gpus, accum_steps):
     return plan.effective_batch, plan.peak_lr
 
 
+def library_topk_propagation(query, keys, key_labels, topk, temperature):
+    """:func:`~maskvid_edu.evaluate.propagation.propagate_labels` on a two-frame video of one row
+    of cells, frame 0 the context (as many cells as queries), without a spatial window."""
+    features = torch.stack([keys.T, query.T])[:, :, None, :]  # (2, D, 1, n)
+    config = PropagationConfig(topk=topk, temperature=temperature, radius=None)
+    return propagate_labels(features, key_labels.T[:, None, :], config)[1, :, 0].T  # (n, K)
+
+
 def library_layer_lr_scale(layer, num_layers, layer_decay):
     """The ``lr_scale`` that :func:`~maskvid_edu.evaluate.classify.layer_decay_groups` gives the
     parameters of ``layer`` in a stand-in encoder of ``num_layers`` blocks under a head."""
@@ -90,6 +99,7 @@ LIBRARY = {
     "ema_update": library_ema_update,
     "cosine_momentum": library_cosine_momentum,
     "rgb_difference": library_rgb_difference,
+    "topk_propagation": library_topk_propagation,
     "mix_targets": lambda labels, k, lam, s: classify.mix_targets(labels, k, lam=lam, smoothing=s),
     "layer_lr_scale": library_layer_lr_scale,
     "region_similarity": metrics.jaccard,
@@ -515,6 +525,44 @@ def test_a_missing_return_is_named():
         patches.patchify(video, tubelet, patch)
 
     fails_with("patchify", forgot, "did you forget the `return` statement", at="returns")
+
+
+# --------------------------------------------------------------------------------------------
+# label propagation
+# --------------------------------------------------------------------------------------------
+
+
+def _propagation(weights):
+    """A propagation step whose weights come from ``weights(affinity (n, m), k, τ)``."""
+    return lambda query, keys, key_labels, k, tau: weights(query @ keys.T, k, tau) @ key_labels
+
+
+def _top(aff, k, scale, largest=True, dim=1):
+    top, idx = aff.topk(k, dim=1, largest=largest)
+    return torch.zeros_like(aff).scatter(1, idx, torch.softmax(top * scale, dim=dim))
+
+
+def test_propagation_slips_are_named():
+    at = "top-k context cells"
+    fails_with("topk_propagation", _propagation(lambda a, k, tau: torch.softmax(a / tau, dim=1)),
+               "softmax over every context cell", at=at)
+    fails_with("topk_propagation", _propagation(lambda a, k, tau: _top(a, k, 1.0)),
+               "the temperature is missing", at=at)
+    fails_with("topk_propagation", _propagation(lambda a, k, tau: _top(a, k, tau)),
+               "you multiplied by the temperature", at=at)
+    fails_with("topk_propagation", _propagation(lambda a, k, tau: _top(a, k, 1 / tau, largest=False)),
+               "*least* similar", at=at)
+    fails_with("topk_propagation", _propagation(lambda a, k, tau: _top(a, k, 0.0)),
+               "the same weight", at=at)
+    fails_with("topk_propagation", _propagation(lambda a, k, tau: _top(a, k, 1 / tau, dim=0)),
+               "over the query cells (dim=0)", at=at)
+
+
+def test_propagation_shape_and_fixed_arguments_are_named():
+    fails_with("topk_propagation", lambda q, keys, y, k, tau: (q @ keys.T).softmax(dim=1),
+               "one soft label per query cell", at="returns (n, K)")
+    fails_with("topk_propagation", _propagation(lambda a, k, tau: _top(a, 5, 10.0)),
+               "take k, τ and the sizes from the arguments", at="follows topk")
 
 
 # --------------------------------------------------------------------------------------------
