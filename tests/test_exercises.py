@@ -105,6 +105,8 @@ LIBRARY = {
     "region_similarity": metrics.jaccard,
     "vit_block_flops": vit_block_flops,
     "linear_lr_scaling": library_linear_lr_scaling,
+    # no library function: the rule written out, as the chapter derives it
+    "loader_workers": lambda b, s, r, v=1: math.ceil(round(b / s / (r * v), 9)),
 }
 
 
@@ -816,3 +818,29 @@ def test_exercise_cells_scaffold_check_and_solution(chapter, name, function, sca
     exec(code, namespace)
     report = evaluate(name, namespace[function])
     assert report.passed, report.text
+
+
+# --------------------------------------------------------------------------------------------
+# loader workers
+# --------------------------------------------------------------------------------------------
+
+
+def test_loader_worker_rounding_slips_are_named():
+    at = "rounds the clips"
+    fails_with("loader_workers", lambda b, s, r, v=1: b / s / (r * v), "a fraction of a worker", at=at)
+    fails_with("loader_workers", lambda b, s, r, v=1: round(b / s / (r * v)), "nearest whole number",
+               at=at)
+    fails_with("loader_workers", lambda b, s, r, v=1: math.floor(b / s / (r * v) + 1e-9),
+               "you rounded down", at=at)
+    fails_with("loader_workers", lambda b, s, r, v=1: math.floor(b / s / (r * v) + 1e-9) + 1,
+               "one too many when the need is a whole number", at=at)
+
+
+def test_loader_worker_formula_slips_are_named():
+    at = "rounds the clips"
+    fails_with("loader_workers", lambda b, s, r, v=1: math.ceil(round(b / s / r, 9)), "you ignored views",
+               at=at)
+    fails_with("loader_workers", lambda b, s, r, v=1: math.ceil(round(b * s / (r * v), 9)),
+               "you multiplied by the step time", at=at)
+    fails_with("loader_workers", lambda b, s, r, v=1: float(math.ceil(round(b / s / (r * v), 9))),
+               "a number of processes is an int", at="returns an int")

@@ -3,7 +3,7 @@
 Each chapter asks the reader to write one piece of the library themselves — a tube mask, the
 patch layout, VideoMAE's normalised target, an EMA step, the momentum schedule, the motion
 target, a sparse convolution, a step of label propagation, mixup's targets, layer decay, the region similarity of DAVIS, the
-FLOPs of a block, the linear learning-rate rule — and to check it::
+FLOPs of a block, the linear learning-rate rule, the loader workers a GPU needs — and to check it::
 
     from maskvid_edu.exercises import check, describe
 
@@ -39,6 +39,7 @@ name                              you write
 ``region_similarity``             ``region_similarity(truth, pred) -> float``
 ``vit_block_flops``               ``vit_block_flops(dim, num_tokens, mlp_ratio=4.0) -> int``
 ``linear_lr_scaling``             ``linear_lr_scaling(base_lr, batch_size, gpus, accum_steps)``
+``loader_workers``                ``loader_workers(batch_size, step_seconds, decodes_per_second, views=1)``
 ================================  ==================================================
 """
 
@@ -47,7 +48,7 @@ from __future__ import annotations
 from typing import Callable
 
 # each module registers its exercises on import, in the order of the book
-from . import masking, patches, sparse, ema, targets, propagation, classify, metrics, flops, launch  # noqa: F401, I001
+from . import masking, patches, sparse, ema, targets, propagation, classify, metrics, flops, launch, loading  # noqa: F401, I001
 from ._checker import REGISTRY, Report, run
 
 __all__ = ["check", "evaluate", "describe", "list_exercises", "Report"]
