@@ -6,7 +6,10 @@ checker fails it *with the hint written for that mistake*, at the property where
 
 from __future__ import annotations
 
+import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +18,10 @@ from torch import nn
 
 from maskvid_edu import ema, masking, patches, sparse, targets
 from maskvid_edu.data.transforms import denormalize
+from maskvid_edu.evaluate import finetune, metrics
+from maskvid_edu.evaluate.propagation import PropagationConfig, propagate_labels
+from maskvid_edu.flops import vit_block_flops
+from maskvid_edu.launch import plan_launch
 from maskvid_edu.exercises import check, describe, evaluate, list_exercises
 
 # --------------------------------------------------------------------------------------------
@@ -54,6 +61,35 @@ def library_sparse_conv(x, mask, weight, bias):
         return sparse.to_dense(conv(sparse.to_sparse(x, mask)))
 
 
+def library_linear_lr_scaling(base_lr, batch_size, gpus, accum_steps):
+    """:func:`maskvid_edu.launch.plan_launch` of a recipe with that batch on one node of ``gpus``."""
+    recipe = {"train": {"base_lr": base_lr, "batch_size": batch_size, "accum_steps": accum_steps,
+                        "min_lr": 0.0},
+              "data": {"num_samples": 1_000_000}, "launch": {"gpus": gpus}}
+    plan = plan_launch(recipe, gpus_per_node=gpus)
+    return plan.effective_batch, plan.peak_lr
+
+
+def library_topk_propagation(query, keys, key_labels, topk, temperature):
+    """:func:`~maskvid_edu.evaluate.propagation.propagate_labels` on a two-frame video of one row
+    of cells, frame 0 the context (as many cells as queries), without a spatial window."""
+    features = torch.stack([keys.T, query.T])[:, :, None, :]  # (2, D, 1, n)
+    config = PropagationConfig(topk=topk, temperature=temperature, radius=None)
+    return propagate_labels(features, key_labels.T[:, None, :], config)[1, :, 0].T  # (n, K)
+
+
+def library_layer_lr_scale(layer, num_layers, layer_decay):
+    """The ``lr_scale`` that :func:`~maskvid_edu.evaluate.finetune.layer_decay_groups` gives the
+    parameters of ``layer`` in a stand-in encoder of ``num_layers`` blocks under a head."""
+    model = nn.Module()
+    model.encoder = nn.Module()
+    model.encoder.patch_embed = nn.Linear(1, 1)
+    model.encoder.blocks = nn.ModuleList(nn.Linear(1, 1) for _ in range(num_layers))
+    model.head = nn.Linear(1, 1)
+    groups = finetune.layer_decay_groups(model, 0.05, layer_decay)
+    return next(g["lr_scale"] for g in groups if g["layer"] == layer)
+
+
 LIBRARY = {
     "num_masked": masking.num_masked,
     "tube_mask": masking.tube_mask,
@@ -63,6 +99,14 @@ LIBRARY = {
     "ema_update": library_ema_update,
     "cosine_momentum": library_cosine_momentum,
     "rgb_difference": library_rgb_difference,
+    "topk_propagation": library_topk_propagation,
+    "mix_targets": lambda labels, k, lam, s: finetune.mix_targets(labels, k, lam=lam, smoothing=s),
+    "layer_lr_scale": library_layer_lr_scale,
+    "region_similarity": metrics.jaccard,
+    "vit_block_flops": vit_block_flops,
+    "linear_lr_scaling": library_linear_lr_scaling,
+    # no library function: the rule written out, as the chapter derives it
+    "loader_workers": lambda b, s, r, v=1: math.ceil(round(b / s / (r * v), 9)),
 }
 
 
@@ -483,3 +527,320 @@ def test_a_missing_return_is_named():
         patches.patchify(video, tubelet, patch)
 
     fails_with("patchify", forgot, "did you forget the `return` statement", at="returns")
+
+
+# --------------------------------------------------------------------------------------------
+# label propagation
+# --------------------------------------------------------------------------------------------
+
+
+def _propagation(weights):
+    """A propagation step whose weights come from ``weights(affinity (n, m), k, τ)``."""
+    return lambda query, keys, key_labels, k, tau: weights(query @ keys.T, k, tau) @ key_labels
+
+
+def _top(aff, k, scale, largest=True, dim=1):
+    top, idx = aff.topk(k, dim=1, largest=largest)
+    return torch.zeros_like(aff).scatter(1, idx, torch.softmax(top * scale, dim=dim))
+
+
+def test_propagation_slips_are_named():
+    at = "top-k context cells"
+    fails_with("topk_propagation", _propagation(lambda a, k, tau: torch.softmax(a / tau, dim=1)),
+               "softmax over every context cell", at=at)
+    fails_with("topk_propagation", _propagation(lambda a, k, tau: _top(a, k, 1.0)),
+               "the temperature is missing", at=at)
+    fails_with("topk_propagation", _propagation(lambda a, k, tau: _top(a, k, tau)),
+               "you multiplied by the temperature", at=at)
+    fails_with("topk_propagation", _propagation(lambda a, k, tau: _top(a, k, 1 / tau, largest=False)),
+               "*least* similar", at=at)
+    fails_with("topk_propagation", _propagation(lambda a, k, tau: _top(a, k, 0.0)),
+               "the same weight", at=at)
+    fails_with("topk_propagation", _propagation(lambda a, k, tau: _top(a, k, 1 / tau, dim=0)),
+               "over the query cells (dim=0)", at=at)
+
+
+def test_propagation_shape_and_fixed_arguments_are_named():
+    fails_with("topk_propagation", lambda q, keys, y, k, tau: (q @ keys.T).softmax(dim=1),
+               "one soft label per query cell", at="returns (n, K)")
+    fails_with("topk_propagation", _propagation(lambda a, k, tau: _top(a, 5, 10.0)),
+               "take k, τ and the sizes from the arguments", at="follows topk")
+
+
+# --------------------------------------------------------------------------------------------
+# mixup targets and layer decay
+# --------------------------------------------------------------------------------------------
+
+
+def _smoothed(labels, k, s, *, on=None, off=None):
+    one_hot = F.one_hot(labels.long(), k).double()
+    on = 1 - s + s / k if on is None else on
+    off = s / k if off is None else off
+    return one_hot * on + (1 - one_hot) * off
+
+
+def test_label_smoothing_slips_are_named():
+    at = "smooths each label"
+    fails_with("mix_targets", lambda y, k, lam, s: F.one_hot(y, k).float(), "plain one-hot", at=at)
+    fails_with("mix_targets", lambda y, k, lam, s: _smoothed(y, k, s, on=1 - s, off=s / (k - 1)),
+               "over the K − 1 other classes", at=at)
+    fails_with("mix_targets", lambda y, k, lam, s: _smoothed(y, k, s, on=1 - s),
+               "a row sums to less than 1", at=at)
+
+
+def test_mixup_partner_slips_are_named():
+    at = "mixes clip i with clip B − 1 − i"
+    fails_with("mix_targets", lambda y, k, lam, s: _smoothed(y, k, s), "ignore lam", at=at)
+    fails_with("mix_targets",
+               lambda y, k, lam, s: (1 - lam) * _smoothed(y, k, s) + lam * _smoothed(y, k, s).flip(0),
+               "lam weights the clip's own label", at="smooths each label")
+    fails_with("mix_targets",
+               lambda y, k, lam, s: lam * _smoothed(y, k, s) + (1 - lam) * _smoothed(y, k, s).roll(1, 0),
+               "mixed each clip with its neighbour", at=at)
+
+
+def test_mixup_shape_dtype_and_sizes_are_named():
+    fails_with("mix_targets", lambda y, k, lam, s: finetune.mix_targets(y, k, lam, s).T,
+               "(B, num_classes)", at="returns a float tensor")
+    fails_with("mix_targets", lambda y, k, lam, s: y.view(-1, 1).expand(-1, k),
+               "soft targets are float", at="returns a float tensor")
+
+    def hard_coded(y, k, lam, s):
+        smoothed = _smoothed(y, k, s, on=1 - s + s / 4, off=s / 4)  # K = 4 written in
+        return lam * smoothed + (1 - lam) * smoothed.flip(0)
+
+    fails_with("mix_targets", hard_coded, "hard-code nothing", at="any batch")
+
+
+def test_layer_decay_slips_are_named():
+    at = "layer_decay^(L + 1 − l)"
+    fails_with("layer_lr_scale", lambda l, L, d: d**l, "run the wrong way", at=at)
+    fails_with("layer_lr_scale", lambda l, L, d: d ** (L - l), "off by one", "the head is layer L + 1",
+               at=at)
+    fails_with("layer_lr_scale", lambda l, L, d: d ** (L + 2 - l), "off by one", "scale 1", at=at)
+    fails_with("layer_lr_scale", lambda l, L, d: max(0.0, 1 - (1 - d) * (L + 1 - l)),
+               "geometric, not linear", at=at)
+    fails_with("layer_lr_scale", lambda l, L, d: torch.tensor(d) ** (L + 1 - l), "returned a tensor",
+               at="Python number")
+
+
+# --------------------------------------------------------------------------------------------
+# region similarity J
+# --------------------------------------------------------------------------------------------
+
+
+def _areas(truth, pred):
+    return int((truth & pred).sum()), int(truth.sum()), int(pred.sum()), truth.numel()
+
+
+def _iou(truth, pred):
+    union = int((truth | pred).sum())
+    return 1.0 if union == 0 else int((truth & pred).sum()) / union
+
+
+def test_region_similarity_ratio_slips_are_named():
+    def ratio(f):
+        return lambda truth, pred: f(*_areas(truth, pred))
+
+    at = "truth ∪ pred"
+    fails_with("region_similarity", ratio(lambda i, t, p, n: i / t), "that is recall", at=at)
+    fails_with("region_similarity", ratio(lambda i, t, p, n: i / p), "that is precision", at=at)
+    fails_with("region_similarity", ratio(lambda i, t, p, n: 2 * i / (t + p)), "Dice", at=at)
+    fails_with("region_similarity", ratio(lambda i, t, p, n: i / (t + p)),
+               "counts the overlap twice", at=at)
+    fails_with("region_similarity", ratio(lambda i, t, p, n: (n - t - p + 2 * i) / n),
+               "pixel accuracy", at=at)
+    fails_with("region_similarity", lambda truth, pred: 1 - _iou(truth, pred),
+               "Jaccard distance", at=at)
+
+
+def test_region_similarity_empty_masks_are_named():
+    fails_with("region_similarity", lambda truth, pred: (truth & pred).sum().item() / (truth | pred).sum().item(),
+               "division by zero", "return 1.0", at="both masks are empty")
+    fails_with("region_similarity",
+               lambda truth, pred: float((truth & pred).sum() / (truth | pred).sum()),
+               "you returned nan", at="both masks are empty")
+    fails_with("region_similarity",
+               lambda truth, pred: 0.0 if not (truth | pred).any() else _iou(truth, pred),
+               "scores an empty prediction of an empty object 1", at="both masks are empty")
+
+
+def test_region_similarity_type_inputs_and_sizes_are_named():
+    fails_with("region_similarity", lambda truth, pred: (truth & pred).sum() / (truth | pred).sum(),
+               "returned a tensor", at="Python number")
+
+    def in_place(truth, pred):
+        value = _iou(truth, pred)
+        truth &= pred
+        return value
+
+    fails_with("region_similarity", in_place, "changed the masks", at="any frame size")
+
+    def hard_coded(truth, pred):
+        return _iou(truth[:6, :7], pred[:6, :7])
+
+    fails_with("region_similarity", hard_coded, "do not hard-code the frame size", at="any frame size")
+
+
+# --------------------------------------------------------------------------------------------
+# FLOPs of a block
+# --------------------------------------------------------------------------------------------
+
+
+def _block(dim, num_tokens, mlp_ratio=4.0, *, qkv=3, attention=2, out=1, mlp=2, hidden=None):
+    n, d = num_tokens, dim
+    h = int(d * mlp_ratio) if hidden is None else hidden(d, mlp_ratio)
+    return 2 * n * d * d * (qkv + out) + attention * 2 * n * n * d + mlp * 2 * n * d * h
+
+
+def test_block_flops_counting_slips_are_named():
+    at = "MLP ratio 4"
+    fails_with("vit_block_flops", lambda d, n, r=4.0: vit_block_flops(d, n, r) // 2,
+               "multiply-accumulates", at=at)
+    fails_with("vit_block_flops", lambda d, n, r=4.0: 3 * vit_block_flops(d, n, r),
+               "that is a training step", at=at)
+    fails_with("vit_block_flops", lambda d, n, r=4.0: _block(d, n, r, attention=0),
+               "the attention products are missing", at=at)
+    fails_with("vit_block_flops", lambda d, n, r=4.0: _block(d, n, r, attention=1),
+               "you counted one attention product", at=at)
+    fails_with("vit_block_flops", lambda d, n, r=4.0: _block(d, n, r, qkv=1),
+               "the qkv projection maps D to 3D", at=at)
+    fails_with("vit_block_flops", lambda d, n, r=4.0: _block(d, n, r, out=0),
+               "the output projection", at=at)
+    fails_with("vit_block_flops", lambda d, n, r=4.0: _block(d, n, r, mlp=1),
+               "the MLP has two layers", at=at)
+    fails_with("vit_block_flops", lambda d, n, r=4.0: vit_block_flops(n, d, r),
+               "you swapped the arguments", at=at)
+
+
+def test_block_flops_mlp_ratio_and_type_slips_are_named():
+    fails_with("vit_block_flops", lambda d, n, r=4.0: vit_block_flops(d, n),
+               "you ignored mlp_ratio", at="follows mlp_ratio")
+    fails_with("vit_block_flops", lambda d, n, r=4.0: _block(d, n, r, hidden=lambda d, r: d * r),
+               "H = int(D · mlp_ratio)", "133, not 133.3", at="follows mlp_ratio")
+    fails_with("vit_block_flops", lambda d, n, r=4.0: float(vit_block_flops(d, n, r)),
+               "a FLOP count is a whole number", at="exact int")
+    fails_with("vit_block_flops", lambda d, n, r=4.0: None, "forget the `return`", at="returns a number")
+
+
+# --------------------------------------------------------------------------------------------
+# effective batch and the linear learning-rate rule
+# --------------------------------------------------------------------------------------------
+
+
+def _scaled(effective, lr=lambda base, e, b: base * e / 256):
+    return lambda base, b, g, a: (effective(b, g, a), lr(base, effective(b, g, a), b))
+
+
+def test_effective_batch_slips_are_named():
+    at = "effective batch ="
+    fails_with("linear_lr_scaling", _scaled(lambda b, g, a: b), "the per-GPU batch", at=at)
+    fails_with("linear_lr_scaling", _scaled(lambda b, g, a: b * g),
+               "gradient accumulation is missing", at=at)
+    fails_with("linear_lr_scaling", _scaled(lambda b, g, a: b * a), "the GPUs are missing", at=at)
+    fails_with("linear_lr_scaling", _scaled(lambda b, g, a: b + g + a),
+               "the three factors multiply", at=at)
+
+
+def test_learning_rate_rule_slips_are_named():
+    product = lambda b, g, a: b * g * a  # noqa: E731
+    at = "peak lr ="
+    fails_with("linear_lr_scaling", _scaled(product, lambda base, e, b: base),
+               "base_lr unchanged", at=at)
+    fails_with("linear_lr_scaling", _scaled(product, lambda base, e, b: base * 256 / e),
+               "upside down", at=at)
+    fails_with("linear_lr_scaling", _scaled(product, lambda base, e, b: base * b / 256),
+               "scaled by the per-GPU batch", at=at)
+    fails_with("linear_lr_scaling", _scaled(product, lambda base, e, b: base * math.sqrt(e / 256)),
+               "square-root rule", at=at)
+    fails_with("linear_lr_scaling", _scaled(product, lambda base, e, b: base * e),
+               "the reference batch is missing", at=at)
+
+
+def test_learning_rate_return_slips_are_named():
+    fails_with("linear_lr_scaling", lambda base, b, g, a: base * b * g * a / 256,
+               "you returned one number", at="the pair")
+    fails_with("linear_lr_scaling", lambda base, b, g, a: (torch.tensor(b * g * a), 1.0),
+               "is a Tensor", at="the pair")
+    fails_with("linear_lr_scaling", _scaled(lambda b, g, a: float(b * g * a)),
+               "it counts clips, return an int", at="as an int")
+
+
+# --------------------------------------------------------------------------------------------
+# the chapters: a scaffold, a check and a solution for every exercise
+# --------------------------------------------------------------------------------------------
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+CHECK_CALL = re.compile(r'^passed = check\("(\w+)", (\w+)\)$', re.MULTILINE)
+SOLUTION = ":::{admonition} Solution\n:class: dropdown\n"
+
+
+def _exercise_cells():
+    """``(chapter, name, function, scaffold, check, solution)`` for every check cell."""
+    found = []
+    for path in sorted(BOOK.glob("*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        for i, cell in enumerate(cells):
+            source = "".join(cell["source"])
+            match = CHECK_CALL.search(source) if cell["cell_type"] == "code" else None
+            if match:
+                found.append((path.name, match[1], match[2], "".join(cells[i - 1]["source"]),
+                              source, "".join(cells[i + 1]["source"]) if i + 1 < len(cells) else ""))
+    return found
+
+
+EXERCISE_CELLS = _exercise_cells()
+
+
+def test_every_exercise_is_checked_in_a_chapter():
+    checked = [name for _, name, *_ in EXERCISE_CELLS]
+    assert sorted(checked) == sorted(list_exercises())  # each one exactly once
+
+
+@pytest.mark.parametrize("chapter, name, function, scaffold, check_cell, solution", EXERCISE_CELLS,
+                         ids=[f"{c[0][:2]}-{c[1]}" for c in EXERCISE_CELLS])
+def test_exercise_cells_scaffold_check_and_solution(chapter, name, function, scaffold, check_cell,
+                                                    solution, capsys):
+    cells = [scaffold, check_cell]
+    assert all(len(line) <= 88 for cell in cells for line in cell.splitlines())
+    # the scaffold as committed: the check cell reports it unfinished and raises nothing
+    assert f"def {function}(" in scaffold and "raise NotImplementedError" in scaffold
+    namespace: dict = {}
+    exec(scaffold, namespace)
+    exec(check_cell, namespace)
+    assert namespace["passed"] is False
+    assert "not written yet" in capsys.readouterr().out
+    # the collapsible solution that follows: its first code block passes the checker
+    assert solution.startswith(SOLUTION), solution[:80]
+    code = solution.split("```python\n", 1)[1].split("```", 1)[0]
+    assert f"def {function}(" in code and f'check("{name}", {function})' in code
+    namespace = {"check": check}
+    exec(code, namespace)
+    report = evaluate(name, namespace[function])
+    assert report.passed, report.text
+
+
+# --------------------------------------------------------------------------------------------
+# loader workers
+# --------------------------------------------------------------------------------------------
+
+
+def test_loader_worker_rounding_slips_are_named():
+    at = "rounds the clips"
+    fails_with("loader_workers", lambda b, s, r, v=1: b / s / (r * v), "a fraction of a worker", at=at)
+    fails_with("loader_workers", lambda b, s, r, v=1: round(b / s / (r * v)), "nearest whole number",
+               at=at)
+    fails_with("loader_workers", lambda b, s, r, v=1: math.floor(b / s / (r * v) + 1e-9),
+               "you rounded down", at=at)
+    fails_with("loader_workers", lambda b, s, r, v=1: math.floor(b / s / (r * v) + 1e-9) + 1,
+               "one too many when the need is a whole number", at=at)
+
+
+def test_loader_worker_formula_slips_are_named():
+    at = "rounds the clips"
+    fails_with("loader_workers", lambda b, s, r, v=1: math.ceil(round(b / s / r, 9)), "you ignored views",
+               at=at)
+    fails_with("loader_workers", lambda b, s, r, v=1: math.ceil(round(b * s / (r * v), 9)),
+               "you multiplied by the step time", at=at)
+    fails_with("loader_workers", lambda b, s, r, v=1: float(math.ceil(round(b / s / (r * v), 9))),
+               "a number of processes is an int", at="returns an int")
