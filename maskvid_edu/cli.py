@@ -597,120 +597,11 @@ def _add_downstream(sub) -> None:
 # bench: side-by-side measurements in one run, one table
 # --------------------------------------------------------------------------------------------
 
-BENCH_PARTS = ("pretrain", "flops", "sparse", "mam2", "optim", "loader")
-
-
-def _bench_rows(args) -> tuple[str, list[tuple[str, str, str, str, str]]]:
-    """Run the measurements ``args.what`` asks for; return the table's title and rows
-    ``(measurement, maskvid_edu, reference, ratio, notes)``."""
-    from .bench import bench_pretrain
-    from .data.synthetic import SyntheticConfig, SyntheticVideoDataset
-    from .flops import loader_throughput, measured_matmul_peak, mfu, videomae_pretrain_flops
-    from .models import create, list_models
-    from .sparse import bench_sparse
-    from .utils import resolve_device
-
-    what = [w.strip() for w in args.what.split(",") if w.strip()]
-    unknown = sorted(set(what) - set(BENCH_PARTS))
-    if unknown or not what:
-        raise ValueError(f"--what: unknown part(s) {unknown or what}; choose a comma-separated subset of {','.join(BENCH_PARTS)}")
-    for name, value in (("--batch", args.batch), ("--steps", args.steps)):
-        if value < 1:
-            raise ValueError(f"{name} must be ≥ 1, got {value}")
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
-    dev = resolve_device(args.device)
-    model_name = args.model or ("videomae_vit_demo" if args.quick else "videomae_vit_b")
-    if model_name not in list_models() or not model_name.startswith("videomae_"):
-        raise ValueError(f"--model {model_name!r} must be a registered VideoMAE model: {', '.join(list_models('videomae_'))}")
-    with torch.device("meta"):
-        config = create(model_name).config  # sizes only, nothing allocated
-    frames, size = config.num_frames, config.img_size
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    title = (f"maskvid-edu bench — {model_name}, batch {args.batch}, {frames}×{size}×{size}, mask {config.mask_ratio}, "
-             f"{dev} {args.dtype}, {torch.get_num_threads()} threads, median of {args.steps} steps")
-    rows = []
-
-    timing = None
-    if "pretrain" in what or "flops" in what:
-        timing = bench_pretrain(model_name, batch=args.batch, frames=frames, size=size, steps=args.steps,
-                                warmup=1 if args.quick else 2, device=dev, dtype=dtype, mask_ratio=config.mask_ratio,
-                                memory="pretrain" in what and not args.no_memory, verbose=False)
-    if "pretrain" in what:
-        rows.append(("pretrain step ms (fwd+bwd+AdamW)", f"{timing['ms_ours']:.1f}",
-                     f"transformers {timing['ms_transformers']:.1f}", f"{timing['speedup']:.2f}×",
-                     f"speed-up = theirs / ours; same weights, clip, mask; |Δloss| {timing['loss_abs_diff']:.1e}"))
-        if "peak_mib_ours" in timing:
-            rows.append(("pretrain peak memory MiB", f"{timing['peak_mib_ours']:.0f}",
-                         f"transformers {timing['peak_mib_transformers']:.0f}",
-                         f"{timing['peak_mib_ours'] / max(timing['peak_mib_transformers'], 1e-9):.2f}×",
-                         "ours / theirs; " + timing["memory_kind"]))
-    if "flops" in what:
-        counts = videomae_pretrain_flops(config, batch=args.batch)
-        step_s = timing["ms_ours"] / 1000
-        peak = measured_matmul_peak(dev, dtype, repeats=3)
-        achieved = counts["train_step"] / step_s
-        rows.append(("model FLOPs per step", f"{counts['train_step'] / 1e9:.2f} G", "-", "-",
-                     f"3 × forward; forward {counts['forward'] / 1e9:.2f} G (encoder on {counts['num_visible']} visible, "
-                     f"decoder on {counts['num_tokens']} tokens)"))
-        rows.append(("achieved FLOP/s (MFU)", f"{achieved / 1e9:.1f} G/s", f"matmul peak {peak / 1e9:.1f} G/s",
-                     f"{mfu(counts['train_step'], step_s, peak):.1%}",
-                     f"MFU = FLOPs / step time / measured {args.dtype} matmul peak"))
-    if "sparse" in what:
-        sparse_name = "encoder_convnextv2_demo" if args.quick else "encoder_convnextv2_small"
-        sparse_size = 64 if args.quick else 224
-        torch.manual_seed(0)
-        r = bench_sparse(create(sparse_name), batch=args.batch, size=sparse_size, mask_ratio=0.6, steps=args.steps,
-                         warmup=1, device=str(dev), print_result=False)
-        rows.append(("ConvNeXt V2 step ms (fwd+bwd)", f"masked {r['sparse_s'] * 1e3:.1f}", f"dense {r['dense_s'] * 1e3:.1f}",
-                     f"{r['ratio']:.2f}×", f"{sparse_name}, {sparse_size}², mask 0.6; ratio = masked / dense"))
-    if "mam2" in what or "optim" in what:
-        from . import scaling
-
-        amp = "bf16" if dtype == torch.bfloat16 else "none"
-    if "mam2" in what:  # the MAM2 step of the same size next to VideoMAE's, interleaved
-        mam2_name = model_name.replace("videomae_", "mam2_")
-        if mam2_name not in list_models():
-            raise ValueError(f"--what mam2: no MAM2 model of the size of {model_name!r} ({', '.join(list_models('mam2_'))})")
-
-        def step(name):
-            return lambda: scaling.training_step(name, batch=args.batch, device=dev, amp=amp)
-
-        r = scaling.time_variants({"videomae": step(model_name), "mam2": step(mam2_name)}, steps=args.steps)
-        rows.append(("MAM2 step ms (fwd+bwd+AdamW)", f"{r[1]['ms']:.1f}", f"VideoMAE {r[0]['ms']:.1f}",
-                     f"{r[1]['vs_baseline']:.2f}×", f"{mam2_name}: appearance + motion decoders, pixel targets; "
-                                                    "ratio = MAM2 / VideoMAE"))
-    if "optim" in what:  # what each optimisation of the step buys, each against the plain step
-        variants = scaling.vit_variants(model_name, batch=args.batch, device=dev, compile=dev.type == "cuda")
-        for r in scaling.time_variants(variants, steps=args.steps)[1:]:
-            rows.append((f"step with {r['name']}", f"{r['ms']:.1f}", "default step", f"{r['vs_baseline']:.2f}×",
-                         "ms / ms of the default step (SDPA, AdamW default, fp32)"
-                         + (f"; compiling took {r['setup_s']:.0f} s" if r["name"] == "torch.compile" else "")))
-    if "loader" in what:
-        batches = 3 if args.quick else 10
-        workers = 0 if args.quick and args.workers is None else (2 if args.workers is None else args.workers)
-        batch_size = max(args.batch, 2)
-        dataset = SyntheticVideoDataset(SyntheticConfig(num_frames=frames, size=size,
-                                                        num_samples=(batches + 1) * batch_size))
-        r = loader_throughput(dataset, batch_size=batch_size, num_workers=workers, batches=batches)
-        rows.append(("data loader clips/s", f"{r['clips_per_s']:.1f}", "-", "-",
-                     f"synthetic {frames}×{size}², render + normalise, {workers} workers, batch {batch_size}"))
-    return title, rows
-
-
-def format_bench_table(title: str, rows) -> str:
-    """The table ``maskvid-edu bench`` prints: one row per measurement, reference side by side."""
-    head = ("measurement", "maskvid_edu", "reference", "ratio", "notes")
-    widths = [max(len(head[i]), *(len(r[i]) for r in rows)) for i in range(4)] if rows else [len(h) for h in head[:4]]
-    def line(cells):
-        return "  ".join(c.ljust(w) for c, w in zip(cells[:4], widths)) + "  " + cells[4]
-    rule = "-" * (sum(widths) + 2 * 4 + len(head[4]))
-    return "\n".join([title, line(head), rule, *(line(r) for r in rows)])
-
-
 def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .measure.bench import bench_rows, format_bench_table
+
     try:
-        title, rows = _bench_rows(args)
+        title, rows = bench_rows(args)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"maskvid-edu bench: error: {err}\n")
     print(format_bench_table(title, rows), flush=True)
@@ -737,6 +628,8 @@ def _add_bench(sub) -> None:
         "  maskvid-edu bench --device cuda --dtype bfloat16 --batch 32",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from .measure.bench import BENCH_PARTS
+
     p.add_argument("--what", default=",".join(BENCH_PARTS), metavar="A,B",
                    help=f"comma-separated parts to run (default: {','.join(BENCH_PARTS)})")
     p.add_argument("--model", default=None, metavar="NAME",

@@ -45,6 +45,7 @@ __all__ = [
     "running_cell_mask",
     "make_mask",
     "mask_count",
+    "check_grid",
     "MASKERS",
     "check_mask",
     "token_index",
@@ -68,7 +69,8 @@ def _check_ratio(ratio: float, name: str = "ratio") -> float:
     return float(ratio)
 
 
-def _check_grid(grid, name: str = "grid") -> Grid:
+def check_grid(grid, name: str = "grid") -> Grid:
+    """``grid`` as a ``(t, h, w)`` triple of positive ints, or a ValueError naming ``name``."""
     try:
         t, h, w = (int(v) for v in grid)
     except (TypeError, ValueError):
@@ -126,7 +128,7 @@ def random_mask(batch: int, grid: Grid, ratio: float, *, generator=None, device=
     closes. Returns bool ``(B, N)``.
     """
     _check_batch(batch)
-    t, h, w = _check_grid(grid)
+    t, h, w = check_grid(grid)
     k = num_masked(t * h * w, ratio)
     return _choose(batch, t * h * w, k, generator, device)
 
@@ -138,7 +140,7 @@ def tube_mask(batch: int, grid: Grid, ratio: float, *, generator=None, device="c
     ``t · floor(ratio·h·w)`` tokens per sample. Returns bool ``(B, N)``.
     """
     _check_batch(batch)
-    t, h, w = _check_grid(grid)
+    t, h, w = check_grid(grid)
     k = num_masked(h * w, ratio)
     spatial = _choose(batch, h * w, k, generator, device)  # (B, h·w)
     return spatial.repeat(1, t)  # (B, t·h·w): t slowest, so repeating the row repeats the tube
@@ -151,7 +153,7 @@ def frame_mask(batch: int, grid: Grid, ratio: float, *, generator=None, device="
     neighbours in time. Returns bool ``(B, N)``.
     """
     _check_batch(batch)
-    t, h, w = _check_grid(grid)
+    t, h, w = check_grid(grid)
     k = num_masked(t, ratio)
     slots = _choose(batch, t, k, generator, device)  # (B, t)
     return slots.repeat_interleave(h * w, dim=1)  # (B, t·h·w)
@@ -182,7 +184,7 @@ def running_cell_mask(batch: int, grid: Grid, ratio: float = 0.5, *, generator=N
     ``0 < floor(4·ratio) < 4``. Returns bool ``(B, N)`` with True = *not reconstructed*.
     """
     _check_batch(batch)
-    t, h, w = _check_grid(grid)
+    t, h, w = check_grid(grid)
     ratio = _check_ratio(ratio)
     k = math.floor(round(4 * ratio, 9))
     if not 0 < k < 4:
@@ -226,7 +228,7 @@ def mask_count(strategy: str, grid: Grid, ratio: float) -> int:
     cell). A model that takes its count from here instead of from the mask's contents never
     waits for the device (see :func:`check_mask`).
     """
-    t, h, w = _check_grid(grid)
+    t, h, w = check_grid(grid)
     if strategy == "random":
         return num_masked(t * h * w, ratio)
     if strategy == "tube":

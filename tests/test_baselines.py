@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from maskvid_edu.baselines import (
+from maskvid_edu.analysis.baselines import (
     MEAN,
     SPATIAL,
     TEMPORAL,
@@ -16,7 +16,7 @@ from maskvid_edu.baselines import (
     copy_nearest_visible,
     copy_reconstruct,
     format_copy_table,
-    frame_differences,
+    frame_similarity,
     masked_psnr,
     psnr,
 )
@@ -251,16 +251,16 @@ def test_table_on_synthetic_data_tube_below_random():
 
 
 def test_frame_differences_grow_with_the_gap_and_other_clips_differ_most():
-    diffs = frame_differences(_drifting_texture(), gaps=(1, 4, 8))
+    diffs = frame_similarity(_drifting_texture(), gaps=(1, 4, 8))
     assert list(diffs) == ["gap 1", "gap 4", "gap 8", "other clip"]
     assert diffs["gap 1"] < diffs["gap 4"] < diffs["gap 8"] < diffs["other clip"]
     flat = torch.zeros(2, 3, 4, 8, 8)
     flat[1] = 0.5
-    d = frame_differences(flat, gaps=(1,), input_normalized=False)
+    d = frame_similarity(flat, gaps=(1,), input_normalized=False)
     assert d == {"gap 1": 0.0, "other clip": pytest.approx(0.5)}
-    assert "other clip" not in frame_differences(flat[:1], gaps=(1,), input_normalized=False)
+    assert "other clip" not in frame_similarity(flat[:1], gaps=(1,), input_normalized=False)
     with pytest.raises(ValueError, match="gaps"):
-        frame_differences(flat, gaps=(4,))
+        frame_similarity(flat, gaps=(4,))
 
 
 def test_psnr_of_integer_images_does_not_wrap_around():

@@ -33,7 +33,7 @@ def test_bench_quick_prints_one_table(capsys):
 
 
 def test_bench_flops_row_matches_the_analytic_count(capsys):
-    from maskvid_edu.flops import videomae_pretrain_flops
+    from maskvid_edu.measure.flops import videomae_pretrain_flops
 
     assert main(["bench", "--quick", "--what", "flops", "--batch", "2", "--steps", "1", "--device", "cpu"]) == 0
     out = capsys.readouterr().out

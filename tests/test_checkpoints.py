@@ -24,7 +24,7 @@ from maskvid_edu.models.videomae import VideoMAE, VideoMAEConfig
 from maskvid_edu.models.vit import ViTConfig, VisionTransformer
 
 transformers = pytest.importorskip("transformers")
-from maskvid_edu.bench import transformers_config, transformers_twin  # noqa: E402
+from maskvid_edu.measure.bench import transformers_config, transformers_twin  # noqa: E402
 
 ATOL = 1e-5
 

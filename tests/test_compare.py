@@ -8,16 +8,15 @@ import math
 import pytest
 import torch
 
-from maskvid_edu.compare import (
+from maskvid_edu.analysis.compare import (
     ComparisonResult,
-    FirstFrames,
-    InMemoryDataset,
     MethodSpec,
     compare_pretraining,
     convergence_methods,
     still_pixel_share,
 )
 from maskvid_edu.data.synthetic import SyntheticConfig, SyntheticVideoDataset
+from maskvid_edu.data.wrappers import FirstFrames, InMemoryDataset
 from maskvid_edu.data.transforms import normalize
 from maskvid_edu.tokenizers import VQVAE, vqvae_config
 from maskvid_edu.train import TrainConfig

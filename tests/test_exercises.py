@@ -20,7 +20,7 @@ from maskvid_edu import ema, masking, patches, sparse, targets
 from maskvid_edu.data.transforms import denormalize
 from maskvid_edu.evaluate import finetune, metrics
 from maskvid_edu.evaluate.propagation import PropagationConfig, propagate_labels
-from maskvid_edu.flops import vit_block_flops
+from maskvid_edu.measure.flops import vit_block_flops
 from maskvid_edu.launch import plan_launch
 from maskvid_edu.exercises import check, describe, evaluate, list_exercises
 

@@ -8,7 +8,7 @@ from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from maskvid_edu.data.synthetic import SyntheticConfig, SyntheticVideoDataset
-from maskvid_edu.flops import (
+from maskvid_edu.measure.flops import (
     loader_throughput,
     measured_matmul_peak,
     mfu,

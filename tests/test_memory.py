@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from maskvid_edu.masking import num_masked, tube_mask
-from maskvid_edu.memory import (
+from maskvid_edu.measure.memory import (
     ActivationMeter,
     format_bytes,
     max_batch,
@@ -121,7 +121,7 @@ def test_the_hook_saves_the_tensor_itself_and_keeps_no_cycle():
 
 
 def test_vit_block_count_by_hand():
-    # n·(16·D + 4 + h) floats per block (see the table in maskvid_edu.memory): LayerNorm inputs
+    # n·(16·D + 4 + h) floats per block (see the table in maskvid_edu.measure.memory): LayerNorm inputs
     # 2·n·D, their mean and 1/std 4·n, qkv input n·D, q/k/v 3·n·D, attention output n·D (also the
     # projection's input), its log-sum-exp h·n, fc1 input n·D, GELU input and output 2·4·n·D.
     B, n, D, h = 2, 10, 32, 4

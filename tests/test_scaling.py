@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maskvid_edu import scaling
-from maskvid_edu.flops import videomae_pretrain_flops
+from maskvid_edu.measure import scaling
+from maskvid_edu.measure.flops import videomae_pretrain_flops
 from maskvid_edu.models import create
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from maskvid_edu import sparse
+from maskvid_edu.sparse import minkowski as sparse  # where the MinkowskiEngine module is cached
 from maskvid_edu.sparse import (
     SparseBatchNorm2d,
     SparseConv2d,

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from maskvid_edu import sparse, widgets
+from maskvid_edu.analysis import sparse_dissipation
 from maskvid_edu.data.synthetic import SyntheticConfig, SyntheticVideoDataset
 from maskvid_edu.data.transforms import denormalize, normalize
 from maskvid_edu.ema import cosine_momentum
@@ -398,7 +399,7 @@ def test_full_size_forward_backward(name, features):
 
 
 # ------------------------------------------------------------------------------------------
-# chapter 3: dissipation and agreement of the sparse backends (maskvid_edu.sparse)
+# chapter 3: dissipation and agreement of the sparse backends (maskvid_edu.analysis.sparse_dissipation)
 # ------------------------------------------------------------------------------------------
 
 
@@ -413,9 +414,9 @@ def test_dissipation_sparse_stays_empty_dense_fills_up(name):
     torch.manual_seed(0)
     enc = create(name)
     x, mask = _image_and_mask()
-    dense = sparse.dissipation_profile(enc, x, mask, sparse=False)
-    sparse_ = sparse.dissipation_profile(enc, x, mask, sparse=True)
-    assert [r["name"] for r in dense] == [r["name"] for r in sparse_] == [n for n, _ in sparse.dissipation_layers(enc)]
+    dense = sparse_dissipation.dissipation_profile(enc, x, mask, sparse=False)
+    sparse_ = sparse_dissipation.dissipation_profile(enc, x, mask, sparse=True)
+    assert [r["name"] for r in dense] == [r["name"] for r in sparse_] == [n for n, _ in sparse_dissipation.dissipation_layers(enc)]
     assert all(r["reached"] == 0 and r["nonzero"] == 0 for r in sparse_)
     assert dense[0]["reached"] == 0  # the non-overlapping 4×4 stem cannot leak
     assert dense[-1]["reached"] == 1.0 and dense[-1]["stride"] == 32
@@ -431,7 +432,7 @@ def test_dissipation_after_one_depthwise_block_is_the_kernel_reach():
     torch.manual_seed(0)
     enc = create("encoder_convnextv2_demo")
     x, mask = _image_and_mask(size=160, ratio=0.8, seed=3)
-    prof = sparse.dissipation_profile(enc, x, mask, sparse=False, return_maps=True)
+    prof = sparse_dissipation.dissipation_profile(enc, x, mask, sparse=False, return_maps=True)
     row = prof[1]
     assert row["name"] == "stage0.0"
     hidden = sparse.upsample_mask(mask, (5, 5), 8)  # (1, 40, 40)
@@ -444,11 +445,11 @@ def test_dissipation_profile_rejects_bad_input():
     enc = create("encoder_resnet_demo")
     x, mask = _image_and_mask()
     with pytest.raises(ValueError, match="mask"):
-        sparse.dissipation_profile(enc, x, mask[:, :4])
+        sparse_dissipation.dissipation_profile(enc, x, mask[:, :4])
     with pytest.raises(ValueError, match="multiple"):
-        sparse.dissipation_profile(enc, x[..., :100], mask)
+        sparse_dissipation.dissipation_profile(enc, x[..., :100], mask)
     with pytest.raises(ValueError, match="layers"):
-        sparse.dissipation_layers(torch.nn.Linear(2, 2))
+        sparse_dissipation.dissipation_layers(torch.nn.Linear(2, 2))
 
 
 @pytest.mark.parametrize("k,stride,groups", [(3, 1, 1), (7, 1, 4), (2, 2, 1), (1, 1, 1)])
@@ -457,7 +458,7 @@ def test_conv_agreement_of_masked_reference_and_minkowski(k, stride, groups):
     conv = sparse.SparseConv2d(4, 4 if groups > 1 else 6, k, stride=stride, groups=groups).double()
     x = torch.randn(2, 4, 12, 10, dtype=torch.float64)
     mask = torch.rand(2, 12, 10, generator=torch.Generator().manual_seed(1)) < 0.6
-    r = sparse.conv_agreement(conv, x, mask)
+    r = sparse_dissipation.conv_agreement(conv, x, mask)
     assert r["masked_vs_reference"] < 1e-12 and r["same_active_sites"] and r["active_sites"] > 0
     if sparse.minkowski_available():
         assert r["minkowski_vs_reference"] < 1e-12
@@ -471,7 +472,7 @@ def test_encoder_agreement_with_minkowski():
     torch.manual_seed(0)
     enc = create("encoder_convnextv2_demo").double()
     x, mask = _image_and_mask(size=96)
-    r = sparse.encoder_agreement(enc, x.double(), mask)
+    r = sparse_dissipation.encoder_agreement(enc, x.double(), mask)
     assert r["forward"] < 1e-10 and r["gradient"] < 1e-9
 
 
@@ -480,23 +481,23 @@ def test_dissipation_figures_and_viewer():
     torch.manual_seed(0)
     encoders = {"cnx": create("encoder_convnextv2_demo"), "rn": create("encoder_resnet_demo")}
     x, mask = _image_and_mask(size=96)
-    profiles = {n: {v: sparse.dissipation_profile(e, x, mask, sparse=v == "sparse") for v in ("dense", "sparse")}
+    profiles = {n: {v: sparse_dissipation.dissipation_profile(e, x, mask, sparse=v == "sparse") for v in ("dense", "sparse")}
                 for n, e in encoders.items()}
     fig = widgets.render_dissipation(profiles)
     assert len(fig.axes) == 2 and fig.dpi <= 100
     with pytest.raises(ValueError, match="metric"):
         widgets.render_dissipation(profiles, metric="energy")
-    rows = {v: sparse.dissipation_profile(encoders["rn"], x, mask, sparse=v == "sparse", return_maps=True)[2]
+    rows = {v: sparse_dissipation.dissipation_profile(encoders["rn"], x, mask, sparse=v == "sparse", return_maps=True)[2]
             for v in ("dense", "sparse")}
     assert len(widgets.render_dissipation_maps(x[0], mask, rows).axes) == 3
     box = widgets.dissipation_viewer(x[0], encoders, layer=2)
     assert isinstance(box, ipywidgets.VBox) and set(box.controls) == {"encoder", "layer", "ratio", "seed"}
-    assert box.controls["layer"].max == len(sparse.dissipation_layers(encoders["cnx"])) - 1
+    assert box.controls["layer"].max == len(sparse_dissipation.dissipation_layers(encoders["cnx"])) - 1
     seen = [bytes(box.image.value)]
     for name, value in (("layer", 4), ("ratio", 0.5), ("seed", 2), ("encoder", "rn")):
         box.controls[name].value = value
         seen.append(bytes(box.image.value))
         assert seen[-1] != seen[-2], name
-    assert box.controls["layer"].max == len(sparse.dissipation_layers(encoders["rn"])) - 1
+    assert box.controls["layer"].max == len(sparse_dissipation.dissipation_layers(encoders["rn"])) - 1
     with pytest.raises(ValueError, match="layer"):
         widgets.dissipation_viewer(x[0], encoders, layer=99)

@@ -74,7 +74,7 @@ def test_published_configs_and_parameter_counts(name):
 
 def test_parameter_count_equals_transformers():
     transformers = pytest.importorskip("transformers")
-    from maskvid_edu.bench import transformers_config
+    from maskvid_edu.measure.bench import transformers_config
 
     with torch.device("meta"):
         ours = create("videomae_vit_b")
@@ -241,7 +241,7 @@ def test_input_errors():
 
 def test_bench_runs_on_demo_size():
     pytest.importorskip("transformers")
-    from maskvid_edu.bench import bench_pretrain, format_result
+    from maskvid_edu.measure.bench import bench_pretrain, format_result
 
     before = torch.get_num_threads()
     r = bench_pretrain("videomae_vit_demo", batch=2, frames=8, size=64, steps=1, warmup=0, memory=False,
@@ -255,7 +255,7 @@ def test_bench_runs_on_demo_size():
 @pytest.mark.slow
 def test_bench_measures_cpu_memory_in_fresh_processes():
     pytest.importorskip("transformers")
-    from maskvid_edu.bench import bench_pretrain
+    from maskvid_edu.measure.bench import bench_pretrain
 
     r = bench_pretrain("videomae_vit_demo", batch=2, frames=8, size=64, steps=1, warmup=0, device="cpu",
                        memory=True, verbose=False)

@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from maskvid_edu.compare import ComparisonResult, still_pixel_share
+from maskvid_edu.analysis.compare import ComparisonResult, still_pixel_share
 from maskvid_edu.data.transforms import normalize
 from maskvid_edu.patches import unpatchify
 from maskvid_edu.targets import make_targets

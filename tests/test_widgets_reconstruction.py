@@ -10,10 +10,12 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from maskvid_edu import reconstruct as R
-from maskvid_edu.baselines import copy_reconstruct, masked_psnr
+from maskvid_edu.analysis import reconstruct as R
+from maskvid_edu.analysis.baselines import copy_reconstruct, masked_psnr
 from maskvid_edu.data.transforms import normalize
+from maskvid_edu.data.wrappers import ClipWindows, collate_videos
 from maskvid_edu.masking import running_cell_mask, tube_mask
+from maskvid_edu.measure.flops import pretrain_flops, token_counts, vit_block_flops
 from maskvid_edu.models import create
 from maskvid_edu.models.videomae import VideoMAEConfig
 from maskvid_edu.patches import normalize_patches, patchify, unpatchify
@@ -158,21 +160,21 @@ def test_precompute_views_keys_masks_by_seed_and_skips_impossible_masks():
 
 def test_clip_windows_and_collate():
     video = torch.arange(3 * 10 * 2 * 2, dtype=torch.float32).reshape(3, 10, 2, 2)
-    w = R.ClipWindows(video, num_frames=4, step=3)
+    w = ClipWindows(video, num_frames=4, step=3)
     assert w.starts == [0, 3, 6] and len(w) == 3
     assert torch.equal(w[1]["video"], video[:, 3:7])
-    wf = R.ClipWindows(video, num_frames=4, step=3, last_start=3, flip=True)
+    wf = ClipWindows(video, num_frames=4, step=3, last_start=3, flip=True)
     assert len(wf) == 4 and torch.equal(wf[3]["video"], video[:, 3:7].flip(-1)) and torch.equal(wf[-1]["video"], wf[3]["video"])
     with pytest.raises(IndexError):
         wf[4]
     with pytest.raises(ValueError, match="do not fit"):
-        R.ClipWindows(video, num_frames=11)
+        ClipWindows(video, num_frames=11)
     with pytest.raises(ValueError, match="num_frames"):
-        R.ClipWindows(video, num_frames=0)
-    batch = R.collate_videos([w[0], {"video": w[1]["video"], "label": 3}])
+        ClipWindows(video, num_frames=0)
+    batch = collate_videos([w[0], {"video": w[1]["video"], "label": 3}])
     assert list(batch) == ["video"] and batch["video"].shape == (2, 3, 4, 2, 2)
     with pytest.raises(ValueError, match="video"):
-        R.collate_videos([{"label": 1}])
+        collate_videos([{"label": 1}])
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,34 +202,34 @@ def test_block_flops_matches_torch_flop_counter():
 
     block = Block(64, 4).eval()
     x = torch.randn(1, 50, 64)
-    assert R.block_flops(50, 64, 4.0) == _counted_flops(block, x)
+    assert vit_block_flops(64, 50, 4.0) == _counted_flops(block, x)
 
 
 def test_pretrain_flops_matches_torch_flop_counter_for_all_three_designs():
     model = _model()
     video = _video(1)
     mask = model.make_mask(video, generator=torch.Generator().manual_seed(0))
-    assert R.pretrain_flops(model.config).total == _counted_flops(model, video, mask)
+    assert pretrain_flops(model.config).total == _counted_flops(model, video, mask)
     all_tokens = R.AllTokensVideoMAE(model)
-    assert R.pretrain_flops(model.config, encoder_all_tokens=True).total == _counted_flops(all_tokens, video, mask)
+    assert pretrain_flops(model.config, encoder_all_tokens=True).total == _counted_flops(all_tokens, video, mask)
     v2 = _model(decoder_mask_ratio=0.5)
     dec = running_cell_mask(1, (2, 4, 4), 0.5)
-    assert R.pretrain_flops(v2.config).total == _counted_flops(lambda v, m: v2(v, m, dec), video, mask)
+    assert pretrain_flops(v2.config).total == _counted_flops(lambda v, m: v2(v, m, dec), video, mask)
 
 
 def test_vit_b_counts_and_flops():
     c = VideoMAEConfig(mask_ratio=0.9)
-    assert R.token_counts(c) == {"tokens": 1568, "visible": 160, "hidden": 1408, "decoded": 1408}
-    assert R.token_counts(c, 0.5)["decoded"] == 784
-    f = R.pretrain_flops(c)
+    assert token_counts(c) == {"tokens": 1568, "visible": 160, "hidden": 1408, "decoded": 1408}
+    assert token_counts(c, 0.5)["decoded"] == 784
+    f = pretrain_flops(c)
     assert (f.encoder_tokens, f.decoder_tokens) == (160, 1568)
     # 12 · [(8 + 16)·160·768² + 4·160²·768]
     assert f.encoder == 12 * (24 * 160 * 768**2 + 4 * 160**2 * 768)
-    full = R.pretrain_flops(c, encoder_all_tokens=True)
+    full = pretrain_flops(c, encoder_all_tokens=True)
     assert 12.5 < full.encoder_side / f.encoder_side < 13.0
-    v2 = R.pretrain_flops(c, decoder_mask_ratio=0.5)
+    v2 = pretrain_flops(c, decoder_mask_ratio=0.5)
     assert v2.decoder_tokens == 160 + 784 and v2.encoder == f.encoder
-    random = R.token_counts(VideoMAEConfig(mask_ratio=0.9, mask_type="random"))
+    random = token_counts(VideoMAEConfig(mask_ratio=0.9, mask_type="random"))
     assert random["hidden"] == 1411
 
 

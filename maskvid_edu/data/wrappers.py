@@ -1,15 +1,27 @@
-"""Dataset wrappers: datasets built on other datasets, item by item.
+"""Dataset wrappers: datasets built on other datasets or on one clip, and the collate they need.
 
 - :class:`ClipViews` — the test views of every clip (temporal windows × spatial crops), as
-  multi-view testing (:func:`maskvid_edu.evaluate.finetune.evaluate_views`) reads them.
+  multi-view testing (:func:`maskvid_edu.evaluate.finetune.evaluate_views`) reads them;
+- :class:`ClipWindows` — overlapping windows of one long clip as a dataset (a real video added
+  to a synthetic training set, chapter 2);
+- :func:`collate_videos` — stack a batch by its ``"video"`` alone, for sets mixed from sources
+  whose items carry different extra keys;
+- :class:`FirstFrames` — the first ``T`` frames of every clip of another dataset (a
+  ``T + 1``-frame dataset for motion targets feeding a model that reads ``T``, chapter 5);
+- :class:`InMemoryDataset` — a dataset decoded or rendered once and held in memory;
+- :func:`frames_per_clip` — ``T`` of a dataset's clips, checked.
+
+Every item is a dict with a ``"video"`` ``(C, T, H, W)`` tensor, as everywhere in :mod:`maskvid_edu.data`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["ClipViews"]
+__all__ = ["ClipViews", "ClipWindows", "collate_videos", "FirstFrames", "InMemoryDataset", "frames_per_clip"]
 
 
 def _starts(length: int, window: int, count: int) -> list[int]:
@@ -64,3 +76,138 @@ class ClipViews(Dataset):
     def __getitem__(self, index: int) -> dict:
         item = self.dataset[index]
         return {"video": self.views(torch.as_tensor(item["video"])), "label": item["label"]}
+
+
+
+class ClipWindows(Dataset):
+    """Overlapping windows of one long clip as a dataset: item ``i`` is ``{"video": (C, T, H, W)}``.
+
+    Lets a notebook add a real video to a synthetic training set. ``video`` is ``(C, F, H, W)``
+    (ImageNet-normalised); window ``i`` covers frames ``starts[i] … starts[i] + num_frames − 1``,
+    ``starts = range(first, last_start + 1, step)``. With ``flip=True`` every window also comes
+    mirrored left–right (items ``len/2 …``), doubling the set.
+    """
+
+    def __init__(self, video: torch.Tensor, num_frames: int, step: int = 1, first: int = 0,
+                 last_start: int | None = None, flip: bool = False):
+        if not isinstance(video, torch.Tensor) or video.dim() != 4:
+            raise ValueError(f"video must be a (C, F, H, W) tensor, got {getattr(video, 'shape', type(video))}")
+        F_ = video.shape[1]
+        for name, value in (("num_frames", num_frames), ("step", step)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        last = F_ - num_frames if last_start is None else last_start
+        if not 0 <= first <= last <= F_ - num_frames:
+            raise ValueError(f"windows of {num_frames} frames from {first} to start {last} do not fit a clip of {F_} frames")
+        self.video = video
+        self.num_frames = num_frames
+        self.starts = list(range(first, last + 1, step))
+        self.flip = flip
+
+    def __len__(self) -> int:
+        return len(self.starts) * (2 if self.flip else 1)
+
+    def __getitem__(self, i: int) -> dict:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} windows")
+        i %= len(self)
+        mirrored, i = divmod(i, len(self.starts))
+        s = self.starts[i]
+        clip = self.video[:, s:s + self.num_frames]  # (C, T, H, W)
+        return {"video": clip.flip(-1) if mirrored else clip.clone()}
+
+    def __repr__(self) -> str:
+        return f"ClipWindows({len(self)} windows of {self.num_frames} frames, flip={self.flip})"
+
+
+
+
+def collate_videos(items: Sequence[dict]) -> dict:
+    """Collate dataset items by their ``"video"`` alone: ``{"video": (B, C, T, H, W)}``.
+
+    For training sets mixed from sources whose items carry different extra keys (a synthetic
+    dataset's ``label`` and ``masks``, :class:`ClipWindows`' video only); pre-training reads
+    nothing else.
+    """
+    if not items or any(not isinstance(item, dict) or "video" not in item for item in items):
+        raise ValueError("items must be a non-empty sequence of dicts with a 'video' tensor")
+    return {"video": torch.stack([item["video"] for item in items])}
+
+
+def frames_per_clip(dataset) -> int:
+    """Frames ``T`` of the first clip of a dataset whose items are ``{"video": (C, T, H, W), …}``."""
+    item = dataset[0]
+    if not isinstance(item, Mapping) or "video" not in item:
+        raise ValueError("dataset items must be dicts with a 'video' (C, T, H, W) tensor")
+    video = item["video"]
+    if not isinstance(video, torch.Tensor) or video.dim() != 4:
+        raise ValueError(f"dataset item 'video' must be a (C, T, H, W) tensor, got {getattr(video, 'shape', video)!r}")
+    return int(video.shape[1])
+
+
+class FirstFrames(Dataset):
+    """A view of a clip dataset that keeps the first ``num_frames`` frames of every clip.
+
+    ``FirstFrames(ds, T)[i]`` is ``ds[i]`` with ``"video"`` cut to ``(C, T, H, W)`` (and
+    ``"masks"``, when present, to ``(T, H, W)``); other fields pass through. This is how a
+    ``T + 1``-frame dataset (motion targets) feeds a model that reads ``T`` frames.
+    """
+
+    def __init__(self, dataset, num_frames: int):
+        if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+            raise ValueError("dataset must be a map-style dataset (with __len__ and __getitem__)")
+        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+            raise ValueError(f"num_frames must be a positive int, got {num_frames!r}")
+        available = frames_per_clip(dataset)
+        if num_frames > available:
+            raise ValueError(f"num_frames={num_frames} but the dataset's clips have only {available} frames")
+        self.dataset = dataset
+        self.num_frames = num_frames
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        item = dict(self.dataset[index])
+        item["video"] = item["video"][:, : self.num_frames]  # (C, T, H, W)
+        if isinstance(item.get("masks"), torch.Tensor):
+            item["masks"] = item["masks"][: self.num_frames]  # (T, H, W)
+        return item
+
+
+class InMemoryDataset(Dataset):
+    """A dataset held in memory: ``items[i]`` is returned as a (shallow) copy.
+
+    :meth:`from_dataset` renders or decodes every clip once — worth it when a run reads the
+    same few clips many times (several methods × seeds × probes).
+    """
+
+    def __init__(self, items: Sequence[Mapping]):
+        items = list(items)
+        if not items:
+            raise ValueError("items is empty: an in-memory dataset needs at least one item")
+        for i, item in enumerate(items):
+            if not isinstance(item, Mapping) or "video" not in item:
+                raise ValueError(f"item {i} must be a dict with a 'video' tensor, got {type(item).__name__}")
+        self.items = items
+
+    @classmethod
+    def from_dataset(cls, dataset, keys: Sequence[str] = ("video", "label"), max_items: int | None = None):
+        """Copy ``dataset[0 … n−1]`` (``n = min(len, max_items)``), keeping only ``keys``."""
+        if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+            raise ValueError("dataset must be a map-style dataset (with __len__ and __getitem__)")
+        n = len(dataset) if max_items is None else min(len(dataset), int(max_items))
+        items = []
+        for i in range(n):
+            item = dataset[i]
+            missing = [k for k in keys if k not in item]
+            if missing:
+                raise ValueError(f"dataset item {i} lacks {missing} (has {sorted(item)})")
+            items.append({k: item[k] for k in keys})
+        return cls(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        return dict(self.items[index])

@@ -17,7 +17,7 @@ FLOPs of a block, the linear learning-rate rule, the loader workers a GPU needs 
 The checker tests properties one at a time against the library's own implementation
 (:mod:`maskvid_edu.masking`, :mod:`~maskvid_edu.patches`, :mod:`~maskvid_edu.ema`,
 :mod:`~maskvid_edu.targets`, :mod:`~maskvid_edu.sparse`, :mod:`~maskvid_edu.evaluate.propagation`,
-:mod:`~maskvid_edu.evaluate.finetune`, :mod:`~maskvid_edu.evaluate.metrics`, :mod:`~maskvid_edu.flops`, :mod:`~maskvid_edu.launch`) and stops at the first that fails,
+:mod:`~maskvid_edu.evaluate.finetune`, :mod:`~maskvid_edu.evaluate.metrics`, :mod:`~maskvid_edu.measure.flops`, :mod:`~maskvid_edu.launch`) and stops at the first that fails,
 with a hint aimed at the slip it recognised. A wrong answer never raises; an exception inside
 your function is caught and shown with its last traceback line and the line of your code
 that raised it.

@@ -1,6 +1,6 @@
 """Exercise of the scaling chapter: the forward FLOPs of one transformer block.
 
-Checked against :func:`maskvid_edu.flops.vit_block_flops` (imported when a check runs):
+Checked against :func:`maskvid_edu.measure.flops.vit_block_flops` (imported when a check runs):
 ``8·n·D² + 4·n·H·D + 4·n²·D`` with ``H = int(D·mlp_ratio)``, a product of ``(m × k)`` by
 ``(k × n)`` costing ``2·m·k·n`` FLOPs and element-wise work left out.
 """
@@ -30,7 +30,7 @@ _CASES = ((768, 160), (768, 1568), (384, 196), (1024, 160), (64, 300))
 
 
 def _library(dim: int, num_tokens: int, mlp_ratio: float = 4.0) -> int:
-    from ..flops import vit_block_flops
+    from ..measure.flops import vit_block_flops
 
     return vit_block_flops(dim, num_tokens, mlp_ratio)
 

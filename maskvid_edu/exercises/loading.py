@@ -1,6 +1,6 @@
 """Exercise of the scaling chapter: how many loader workers keep a GPU fed.
 
-The arithmetic behind :func:`maskvid_edu.flops.loader_throughput`'s clips per second: a step
+The arithmetic behind :func:`maskvid_edu.measure.flops.loader_throughput`'s clips per second: a step
 of ``batch_size`` clips every ``step_seconds`` asks for ``batch_size / step_seconds`` clips per
 second; a worker that decodes ``decodes_per_second`` videos and cuts ``views`` clips from each
 delivers ``views · decodes_per_second``; the GPU needs the next whole number of workers.

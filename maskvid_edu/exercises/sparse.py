@@ -15,7 +15,7 @@ from ._checker import Hint, call, close, exercise, expect_tensor
 SPARSE = exercise(
     "sparse_conv",
     title="a masked convolution that behaves as a sparse one",
-    topic="sparse convolution · sparse.py",
+    topic="sparse convolution · sparse/layers.py",
     signature="sparse_conv(x, mask, weight, bias) -> torch.Tensor (B, C_out, H, W)",
     task="""x: (B, C_in, H, W) features whose hidden sites may hold anything; mask: (B, H, W)
     bool, True = masked (hidden); weight: (C_out, C_in, k, k) with k odd; bias: (C_out,). Return

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from ..data.transforms import denormalize
 # masking's grid check, the one place this package reads a name masking keeps private
-from ..masking import _check_grid as check_grid
+from ..masking import check_grid
 from ..masking import check_mask
 
 __all__ = [

@@ -1,7 +1,7 @@
 """Mask-pattern dissipation (chapter 3): how far visible content leaks into hidden sites,
 layer by layer, as curves, as maps over the image, and in a viewer.
 
-The numbers come from :func:`maskvid_edu.sparse.dissipation_profile`; this module only draws them.
+The numbers come from :func:`maskvid_edu.analysis.sparse_dissipation.dissipation_profile`; this module only draws them.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ..analysis.sparse_dissipation import dissipation_layers, dissipation_profile
 from ..data.transforms import denormalize
 from ..masking import make_mask
 from ._core import (DPI, MASK_ALPHA, MASK_GREY, PIXELS_NOTE, assemble, figure_to_png, mask_pixels, mask_row,
@@ -31,7 +32,7 @@ def render_dissipation(
 
     Args:
         profiles: ``{encoder name: {variant: profile}}`` where a profile is the list returned by
-            :func:`maskvid_edu.sparse.dissipation_profile` (e.g. variants ``"dense"`` and
+            :func:`maskvid_edu.analysis.sparse_dissipation.dissipation_profile` (e.g. variants ``"dense"`` and
             ``"sparse"`` of the same weights).
         metric: ``"reached"`` or ``"nonzero"`` (keys of the profile rows).
     """
@@ -95,7 +96,7 @@ def render_dissipation_maps(
     Args:
         image: ``(3, H, W)`` (ImageNet-normalised unless ``input_normalized=False``).
         mask: bool ``(h·w,)`` or ``(1, h·w)``, True = hidden 32-pixel patch.
-        rows: ``{variant: profile row}``, rows of :func:`maskvid_edu.sparse.dissipation_profile`
+        rows: ``{variant: profile row}``, rows of :func:`maskvid_edu.analysis.sparse_dissipation.dissipation_profile`
             computed with ``return_maps=True`` (their ``"map"`` is ``(B, H', W')``; sample 0 is drawn).
     Hidden sites are grey where still empty and red where visible content reached them.
     """
@@ -141,7 +142,7 @@ def dissipation_viewer(
     """An interactive view of mask-pattern dissipation; returned, not displayed.
 
     Controls: encoder (dropdown over ``encoders``), layer (slider over the encoder's
-    :func:`~maskvid_edu.sparse.dissipation_layers`), ratio (share of 32-pixel patches hidden,
+    :func:`~maskvid_edu.analysis.sparse_dissipation.dissipation_layers`), ratio (share of 32-pixel patches hidden,
     0.25–0.9), seed. The view is :func:`render_dissipation_maps` for the dense and the sparse run
     of the same weights. Display it with :func:`show`.
 
@@ -150,8 +151,6 @@ def dissipation_viewer(
         encoders: ``{name: encoder}`` built from :mod:`maskvid_edu.sparse` layers.
     """
     import ipywidgets as widgets
-
-    from ..sparse import dissipation_layers, dissipation_profile
 
     if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3 or image.shape[1] % 32 \
             or image.shape[2] % 32:

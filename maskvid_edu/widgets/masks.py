@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ..baselines import copy_reconstruct, masked_psnr
+from ..analysis.baselines import copy_reconstruct, masked_psnr
 from ..data.transforms import denormalize
 from ..masking import make_mask
 from ..patches import patchify, unpatchify
@@ -178,7 +178,7 @@ def render_copy_baseline(
     panel: float = 1.5,
     dpi: int = DPI,
 ) -> Figure:
-    """What copying visible patches recovers under each strategy (:mod:`maskvid_edu.baselines`).
+    """What copying visible patches recovers under each strategy (:mod:`maskvid_edu.analysis.baselines`).
 
     One row per strategy: the frame as the encoder sees it (hidden patches greyed), the copy
     baseline's reconstruction (hidden patches copied from the nearest visible token in time,

@@ -223,7 +223,7 @@ def render_probe_curves(
     bars ± one standard deviation, one faint dot per seed), chance dashed.
 
     Args:
-        result: a :class:`~maskvid_edu.compare.ComparisonResult`.
+        result: a :class:`~maskvid_edu.analysis.compare.ComparisonResult`.
         metrics: one panel each, from ``"accuracy"`` (linear probe, test), ``"train_accuracy"``,
             ``"knn_accuracy"``.
     """

@@ -35,7 +35,7 @@ def _recon_check(recs) -> list:
     needed = ("original", "mask", "pixels", "pattern", "copy", "psnr_pixels", "psnr_pattern", "psnr_copy", "grid",
               "tubelet", "patch")
     if not recs or any(not all(hasattr(r, k) for k in needed) for r in recs):
-        raise ValueError("recs must be one or more maskvid_edu.reconstruct.Reconstruction objects")
+        raise ValueError("recs must be one or more maskvid_edu.analysis.reconstruct.Reconstruction objects")
     return recs
 
 
@@ -49,7 +49,7 @@ def render_reconstructions(
     panel: float = 1.35,
     dpi: int = DPI,
 ) -> Figure:
-    """Reconstructions side by side: one row per :class:`~maskvid_edu.reconstruct.Reconstruction`.
+    """Reconstructions side by side: one row per :class:`~maskvid_edu.analysis.reconstruct.Reconstruction`.
 
     Columns: the frame as the encoder sees it (hidden patches greyed), the model's prediction in
     pixels, the normalised view (prediction per-patch normalised, drawn with the *true* patch's
@@ -109,7 +109,7 @@ def reconstruction_explorer(
 ):
     """An interactive view of precomputed reconstructions; returned, not displayed.
 
-    ``views`` is :func:`maskvid_edu.reconstruct.precompute_views`' result,
+    ``views`` is :func:`maskvid_edu.analysis.reconstruct.precompute_views`' result,
     ``{(clip name, strategy, ratio): Reconstruction}``; moving a control only looks a view up
     and draws it (:func:`render_reconstructions`, one row) — no model runs. Controls: clip
     (dropdown, when there are several), strategy (dropdown), ratio (slider over the ratios

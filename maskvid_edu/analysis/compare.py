@@ -25,7 +25,7 @@ training two models and comparing their last numbers:
 
 Clips: a model whose motion target needs one frame more than its encoder sees (MAM2's
 ``clip_frames="plus_one"``) reads ``T + 1`` frames, the others ``T``. Give the runner datasets
-of ``T + 1`` frames; each model gets a :class:`FirstFrames` view of as many as it reads, and
+of ``T + 1`` frames; each model gets a :class:`~maskvid_edu.data.wrappers.FirstFrames` view of as many as it reads, and
 every probe sees the first ``T`` frames — the frames all encoders were trained on.
 
 The module also holds the one measurement of the motion chapter that is not a target itself:
@@ -46,16 +46,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
-
-from .data.transforms import denormalize
-from .targets import frame_differences
-from .train import CHECKPOINT_NAME, TrainConfig, Trainer
+from ..data.transforms import denormalize
+from ..data.wrappers import FirstFrames, frames_per_clip
+from ..targets import frame_differences
+from ..train import CHECKPOINT_NAME, TrainConfig, Trainer
 
 __all__ = [
     "still_pixel_share",
-    "FirstFrames",
-    "InMemoryDataset",
     "MethodSpec",
     "convergence_methods",
     "ComparisonResult",
@@ -109,89 +106,6 @@ def still_pixel_share(
 
 
 # --------------------------------------------------------------------------------------------
-# Dataset views
-# --------------------------------------------------------------------------------------------
-
-
-def _frames_of(dataset) -> int:
-    item = dataset[0]
-    if not isinstance(item, Mapping) or "video" not in item:
-        raise ValueError("dataset items must be dicts with a 'video' (C, T, H, W) tensor")
-    video = item["video"]
-    if not isinstance(video, torch.Tensor) or video.dim() != 4:
-        raise ValueError(f"dataset item 'video' must be a (C, T, H, W) tensor, got {getattr(video, 'shape', video)!r}")
-    return int(video.shape[1])
-
-
-class FirstFrames(Dataset):
-    """A view of a clip dataset that keeps the first ``num_frames`` frames of every clip.
-
-    ``FirstFrames(ds, T)[i]`` is ``ds[i]`` with ``"video"`` cut to ``(C, T, H, W)`` (and
-    ``"masks"``, when present, to ``(T, H, W)``); other fields pass through. This is how a
-    ``T + 1``-frame dataset (motion targets) feeds a model that reads ``T`` frames.
-    """
-
-    def __init__(self, dataset, num_frames: int):
-        if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
-            raise ValueError("dataset must be a map-style dataset (with __len__ and __getitem__)")
-        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
-            raise ValueError(f"num_frames must be a positive int, got {num_frames!r}")
-        available = _frames_of(dataset)
-        if num_frames > available:
-            raise ValueError(f"num_frames={num_frames} but the dataset's clips have only {available} frames")
-        self.dataset = dataset
-        self.num_frames = num_frames
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict:
-        item = dict(self.dataset[index])
-        item["video"] = item["video"][:, : self.num_frames]  # (C, T, H, W)
-        if isinstance(item.get("masks"), torch.Tensor):
-            item["masks"] = item["masks"][: self.num_frames]  # (T, H, W)
-        return item
-
-
-class InMemoryDataset(Dataset):
-    """A dataset held in memory: ``items[i]`` is returned as a (shallow) copy.
-
-    :meth:`from_dataset` renders or decodes every clip once — worth it when a run reads the
-    same few clips many times (several methods × seeds × probes).
-    """
-
-    def __init__(self, items: Sequence[Mapping]):
-        items = list(items)
-        if not items:
-            raise ValueError("items is empty: an in-memory dataset needs at least one item")
-        for i, item in enumerate(items):
-            if not isinstance(item, Mapping) or "video" not in item:
-                raise ValueError(f"item {i} must be a dict with a 'video' tensor, got {type(item).__name__}")
-        self.items = items
-
-    @classmethod
-    def from_dataset(cls, dataset, keys: Sequence[str] = ("video", "label"), max_items: int | None = None):
-        """Copy ``dataset[0 … n−1]`` (``n = min(len, max_items)``), keeping only ``keys``."""
-        if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
-            raise ValueError("dataset must be a map-style dataset (with __len__ and __getitem__)")
-        n = len(dataset) if max_items is None else min(len(dataset), int(max_items))
-        items = []
-        for i in range(n):
-            item = dataset[i]
-            missing = [k for k in keys if k not in item]
-            if missing:
-                raise ValueError(f"dataset item {i} lacks {missing} (has {sorted(item)})")
-            items.append({k: item[k] for k in keys})
-        return cls(items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> dict:
-        return dict(self.items[index])
-
-
-# --------------------------------------------------------------------------------------------
 # The methods in the race
 # --------------------------------------------------------------------------------------------
 
@@ -218,7 +132,7 @@ class MethodSpec:
         self.overrides = dict(self.overrides)
 
     def build(self) -> nn.Module:
-        from .models import create
+        from ..models import create
 
         return create(self.model, **self.overrides)
 
@@ -413,7 +327,7 @@ def compare_pretraining(
     """
     from tqdm.auto import tqdm
 
-    from .evaluate.probe import extract_features, knn_accuracy, linear_probe
+    from ..evaluate.probe import extract_features, knn_accuracy, linear_probe
 
     methods = list(methods)
     if not methods or not all(isinstance(m, MethodSpec) for m in methods):
@@ -434,7 +348,7 @@ def compare_pretraining(
         if not hasattr(ds, "__len__") or len(ds) == 0 or "label" not in ds[0]:
             raise ValueError(f"{name} must be a non-empty dataset of dicts with 'video' and 'label'")
     probe = dict(probe or {})
-    data_frames = _frames_of(train_data)
+    data_frames = frames_per_clip(train_data)
 
     result = ComparisonResult(methods=labels, seeds=seeds, checkpoints=points, steps=steps, num_classes=0)
     temp = tempfile.TemporaryDirectory(prefix="maskvid_compare_") if work_dir is None else None

@@ -14,47 +14,39 @@ Chapter 2 of the book reads together with this file. Three things live here:
   published reconstructions are drawn: colour and contrast of each hidden patch are the truth's,
   only the pattern inside the patch is the model's. It flatters the model, and every figure
   that shows it must say so;
-- ``copy``: the copy baseline of :mod:`maskvid_edu.baselines` — no learning at all.
+- ``copy``: the copy baseline of :mod:`maskvid_edu.analysis.baselines` — no learning at all.
 
-Visible tubelets are the clip's own pixels in all three. PSNR (:func:`~maskvid_edu.baselines.masked_psnr`)
+Visible tubelets are the clip's own pixels in all three. PSNR (:func:`~maskvid_edu.analysis.baselines.masked_psnr`)
 is taken over the hidden tubelets only, in [0, 1] pixel space.
 
 **The measurement.** :func:`psnr_table` scores model and copy baseline over a batch at several
 masking ratios and strategies; :func:`precompute_views` fills the grid of views an interactive
 explorer indexes (:func:`maskvid_edu.widgets.reconstruction_explorer`).
 
-**Cost.** :func:`pretrain_flops` counts the forward FLOPs of a VideoMAE configuration
-analytically (a multiply-add is 2 FLOPs), for the asymmetric design (encoder on the visible
-tokens only), for an encoder that runs on all tokens, and with VideoMAE V2's decoder mask.
-:class:`AllTokensVideoMAE` *is* that all-tokens design, built on the same weights, so
-:func:`time_steps` can measure what the asymmetry saves on a real step.
+**Cost.** The forward FLOPs of a VideoMAE configuration are counted analytically by
+:func:`maskvid_edu.measure.flops.pretrain_flops` (the one FLOP model of the course): for the
+asymmetric design (encoder on the visible tokens only), for an encoder that runs on all tokens,
+and with VideoMAE V2's decoder mask. :class:`AllTokensVideoMAE` *is* that all-tokens design,
+built on the same weights, so :func:`time_steps` can measure what the asymmetry saves on a real
+step (with the one interleaved timer, :func:`maskvid_edu.measure.timing.time_interleaved`).
 """
 
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
+from ..data.transforms import denormalize
+from ..masking import check_mask, make_mask, masked_tokens, merge_tokens, visible_tokens
+from ..measure.timing import time_interleaved
+from ..models.output import PretrainOutput
+from ..patches import denormalize_patches, normalize_patches, patchify, unpatchify
 from .baselines import copy_reconstruct, masked_psnr
-from .data.transforms import denormalize
-from .masking import (
-    check_mask,
-    make_mask,
-    masked_tokens,
-    merge_tokens,
-    num_masked,
-    running_cell_mask,
-    visible_tokens,
-)
-from .models.output import PretrainOutput
-from .patches import denormalize_patches, normalize_patches, patchify, unpatchify
 
 __all__ = [
     "Reconstruction",
@@ -63,15 +55,9 @@ __all__ = [
     "psnr_table",
     "format_psnr_table",
     "precompute_views",
-    "ClipWindows",
-    "block_flops",
-    "FlopCount",
-    "pretrain_flops",
-    "token_counts",
     "AllTokensVideoMAE",
     "time_steps",
     "median_ms",
-    "collate_videos",
 ]
 
 PATTERN_NORMALIZATION = "videomae"  # the target through which the ``pattern`` view is seen
@@ -307,136 +293,6 @@ def precompute_views(model: nn.Module, clips: Mapping[str, torch.Tensor],
     return views
 
 
-class ClipWindows(Dataset):
-    """Overlapping windows of one long clip as a dataset: item ``i`` is ``{"video": (C, T, H, W)}``.
-
-    Lets a notebook add a real video to a synthetic training set. ``video`` is ``(C, F, H, W)``
-    (ImageNet-normalised); window ``i`` covers frames ``starts[i] … starts[i] + num_frames − 1``,
-    ``starts = range(first, last_start + 1, step)``. With ``flip=True`` every window also comes
-    mirrored left–right (items ``len/2 …``), doubling the set.
-    """
-
-    def __init__(self, video: torch.Tensor, num_frames: int, step: int = 1, first: int = 0,
-                 last_start: int | None = None, flip: bool = False):
-        if not isinstance(video, torch.Tensor) or video.dim() != 4:
-            raise ValueError(f"video must be a (C, F, H, W) tensor, got {getattr(video, 'shape', type(video))}")
-        F_ = video.shape[1]
-        for name, value in (("num_frames", num_frames), ("step", step)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        last = F_ - num_frames if last_start is None else last_start
-        if not 0 <= first <= last <= F_ - num_frames:
-            raise ValueError(f"windows of {num_frames} frames from {first} to start {last} do not fit a clip of {F_} frames")
-        self.video = video
-        self.num_frames = num_frames
-        self.starts = list(range(first, last + 1, step))
-        self.flip = flip
-
-    def __len__(self) -> int:
-        return len(self.starts) * (2 if self.flip else 1)
-
-    def __getitem__(self, i: int) -> dict:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"index {i} out of range for {len(self)} windows")
-        i %= len(self)
-        mirrored, i = divmod(i, len(self.starts))
-        s = self.starts[i]
-        clip = self.video[:, s:s + self.num_frames]  # (C, T, H, W)
-        return {"video": clip.flip(-1) if mirrored else clip.clone()}
-
-    def __repr__(self) -> str:
-        return f"ClipWindows({len(self)} windows of {self.num_frames} frames, flip={self.flip})"
-
-
-# --------------------------------------------------------------------------------------------
-# Cost, analytically
-# --------------------------------------------------------------------------------------------
-
-
-def block_flops(tokens: int, dim: int, mlp_ratio: float = 4.0) -> int:
-    """Forward FLOPs of one pre-norm Transformer block on ``tokens`` tokens of width ``dim``.
-
-    A multiply-add counts 2 FLOPs. With ``n = tokens``, ``d = dim``, ``r = mlp_ratio``:
-
-    - q, k, v projections ``3 · 2nd²``; output projection ``2nd²``; MLP ``2 · 2n·d·rd``;
-    - attention scores ``q·kᵀ`` ``2n²d`` and the weighted sum of values ``2n²d``;
-
-    total ``(8 + 4r)·n·d² + 4·n²·d``. LayerNorms, softmax, GELU and biases (all linear in ``n·d``)
-    are left out: under 1 % at these sizes.
-    """
-    n, d = int(tokens), int(dim)
-    hidden = int(d * mlp_ratio)
-    return 8 * n * d * d + 4 * n * d * hidden + 4 * n * n * d
-
-
-class FlopCount(NamedTuple):
-    """Forward FLOPs of one clip, by part (see :func:`pretrain_flops`)."""
-
-    encoder_tokens: int
-    decoder_tokens: int
-    patch_embed: int
-    encoder: int
-    encoder_to_decoder: int
-    decoder: int
-    head: int
-
-    @property
-    def total(self) -> int:
-        return self.patch_embed + self.encoder + self.encoder_to_decoder + self.decoder + self.head
-
-    @property
-    def encoder_side(self) -> int:
-        """Tubelet embedding + encoder blocks."""
-        return self.patch_embed + self.encoder
-
-    @property
-    def decoder_side(self) -> int:
-        """Projection to the decoder + decoder blocks + pixel head."""
-        return self.encoder_to_decoder + self.decoder + self.head
-
-
-def token_counts(config, decoder_mask_ratio: float | None = None) -> dict:
-    """Token counts per clip for a VideoMAE config: ``{"tokens", "visible", "hidden", "decoded"}``.
-
-    ``hidden`` follows the count rule of the config's mask type (tube: ``t·⌊ρ·h·w⌋``; random:
-    ``⌊ρ·N⌋``). ``decoded`` is the number of tokens the decoder reconstructs: all hidden ones,
-    or with VideoMAE V2's running-cell decoder mask at ``decoder_mask_ratio`` (default: the
-    config's) the tokens that mask keeps — a fixed ``(1 − ρ_d)``-share of *all* tokens.
-    """
-    t, h, w = config.grid
-    N = t * h * w
-    hidden = t * num_masked(h * w, config.mask_ratio) if config.mask_type == "tube" else num_masked(N, config.mask_ratio)
-    rho_d = config.decoder_mask_ratio if decoder_mask_ratio is None else decoder_mask_ratio
-    decoded = hidden if rho_d == 0 else int((~running_cell_mask(1, (t, h, w), rho_d)).sum())
-    return {"tokens": N, "visible": N - hidden, "hidden": hidden, "decoded": decoded}
-
-
-def pretrain_flops(config, *, encoder_all_tokens: bool = False, decoder_mask_ratio: float | None = None) -> FlopCount:
-    """Forward FLOPs of one pre-training clip for a :class:`~maskvid_edu.models.videomae.VideoMAEConfig`.
-
-    Asymmetric (VideoMAE): tubelet embedding and encoder on the ``N_vis`` visible tokens; the
-    decoder on ``N_vis + N_dec`` tokens (encoded visible + mask tokens); the pixel head on the
-    ``N_dec`` reconstructed ones. ``encoder_all_tokens=True``: the encoder runs on all ``N``
-    tokens (hidden ones as a mask embedding, as in BEiT/SimMIM and MAE's "encoder with [M]"
-    ablation) and the decoder on those ``N``. ``decoder_mask_ratio``: VideoMAE V2's decoder
-    mask (default: the config's). A training step costs about 3× the forward pass.
-    """
-    counts = token_counts(config, decoder_mask_ratio)
-    P = config.patch_values
-    n_enc = counts["tokens"] if encoder_all_tokens else counts["visible"]
-    n_dec_in = counts["tokens"] if encoder_all_tokens else counts["visible"] + counts["decoded"]
-    n_out = counts["decoded"]
-    return FlopCount(
-        encoder_tokens=n_enc,
-        decoder_tokens=n_dec_in,
-        patch_embed=2 * n_enc * P * config.dim,
-        encoder=config.depth * block_flops(n_enc, config.dim, config.mlp_ratio),
-        encoder_to_decoder=2 * n_enc * config.dim * config.decoder_dim,
-        decoder=config.decoder_depth * block_flops(n_dec_in, config.decoder_dim, config.mlp_ratio),
-        head=2 * n_out * config.decoder_dim * P,
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # Cost, measured
 # --------------------------------------------------------------------------------------------
@@ -505,24 +361,19 @@ def time_steps(models: Mapping[str, nn.Module], video: torch.Tensor, mask: torch
         raise ValueError(f"clock must be 'wall' or 'process', got {clock!r}")
     if clock == "process" and device.type != "cpu":
         raise ValueError(f"clock='process' measures CPU time: it needs the models on the CPU, not {device}")
-    now = time.perf_counter if clock == "wall" else time.process_time
     names = list(models)
-    times = {name: [] for name in names}
 
-    def step(model: nn.Module) -> None:
-        model.zero_grad(set_to_none=True)
-        model(video, mask).loss.backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    def step(model: nn.Module):
+        def run() -> None:
+            model.zero_grad(set_to_none=True)
+            model(video, mask).loss.backward()
+        return run
 
     for model in models.values():
         model.train()
-    for i in range(warmup + steps):
-        for name in (names if i % 2 == 0 else names[::-1]):
-            t0 = now()
-            step(models[name])
-            if i >= warmup:
-                times[name].append(1000.0 * (now() - t0))
+    seconds = time_interleaved({name: step(models[name]) for name in names}, rounds=steps, warmup=warmup,
+                               order="alternate", clocks=(clock,), device=device)[clock]
+    times = {name: [1000.0 * s for s in seconds[name]] for name in names}
     for model in models.values():
         model.zero_grad(set_to_none=True)
     return times
@@ -531,16 +382,3 @@ def time_steps(models: Mapping[str, nn.Module], video: torch.Tensor, mask: torch
 def median_ms(times: Mapping[str, Sequence[float]]) -> dict[str, float]:
     """``{name: median ms}`` of :func:`time_steps`' result."""
     return {name: statistics.median(values) for name, values in times.items()}
-
-
-
-def collate_videos(items: Sequence[dict]) -> dict:
-    """Collate dataset items by their ``"video"`` alone: ``{"video": (B, C, T, H, W)}``.
-
-    For training sets mixed from sources whose items carry different extra keys (a synthetic
-    dataset's ``label`` and ``masks``, :class:`ClipWindows`' video only); pre-training reads
-    nothing else.
-    """
-    if not items or any(not isinstance(item, dict) or "video" not in item for item in items):
-        raise ValueError("items must be a non-empty sequence of dicts with a 'video' tensor")
-    return {"video": torch.stack([item["video"] for item in items])}

@@ -1,5 +1,13 @@
 """What a step costs: analytic FLOP counts, the machine's matmul peak, MFU, loader throughput.
 
+This is the course's one analytic FLOP model: :func:`vit_block_flops` counts a transformer
+block, and everything else is built from it — a ViT encoder (:func:`vit_flops`), a VideoMAE
+pre-training pass part by part (:func:`pretrain_flops`, with the tokens each part sees from
+:func:`token_counts`, whose hidden count is :func:`~maskvid_edu.masking.mask_count`), and its
+dict form for a batch (:func:`videomae_pretrain_flops`). Chapter 2, chapter 7
+(:func:`maskvid_edu.measure.scaling.model_sizes`) and ``maskvid-edu bench`` all call it, so
+they agree to the digit.
+
 Counting convention (the one ``torch.utils.flop_counter`` uses): only matrix products count,
 and a product of an ``(m × k)`` by a ``(k × n)`` matrix costs ``2·m·k·n`` FLOPs (one multiply
 and one add per term). Element-wise work — LayerNorm, GELU, softmax, bias adds, residuals — is
@@ -33,15 +41,20 @@ the datasheet number.
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import torch
 
-from .masking import num_masked
-from .utils import resolve_device, synchronize
+from ..masking import mask_count
+from ..utils import resolve_device
+from .timing import time_interleaved
 
 __all__ = [
     "vit_block_flops",
     "vit_flops",
+    "FlopCount",
+    "token_counts",
+    "pretrain_flops",
     "videomae_pretrain_flops",
     "train_step_flops",
     "measured_matmul_peak",
@@ -102,24 +115,96 @@ def vit_flops(config, num_tokens: int | None = None, *, batch: int = 1, patch_em
     return batch * total
 
 
+class FlopCount(NamedTuple):
+    """Forward FLOPs of one pre-training clip, by part (see :func:`pretrain_flops`)."""
+
+    encoder_tokens: int
+    decoder_tokens: int
+    patch_embed: int
+    encoder: int
+    encoder_to_decoder: int
+    decoder: int
+    head: int
+
+    @property
+    def total(self) -> int:
+        return self.patch_embed + self.encoder + self.encoder_to_decoder + self.decoder + self.head
+
+    @property
+    def encoder_side(self) -> int:
+        """Tubelet embedding + encoder blocks."""
+        return self.patch_embed + self.encoder
+
+    @property
+    def decoder_side(self) -> int:
+        """Projection to the decoder + decoder blocks + pixel head."""
+        return self.encoder_to_decoder + self.decoder + self.head
+
+
+def token_counts(config, decoder_mask_ratio: float | None = None, *, mask_ratio: float | None = None) -> dict:
+    """Token counts per clip for a VideoMAE config: ``{"tokens", "visible", "hidden", "decoded"}``.
+
+    ``hidden`` is :func:`~maskvid_edu.masking.mask_count` of the config's mask type at
+    ``mask_ratio`` (default: the config's; tube: ``t·⌊ρ·h·w⌋``, random: ``⌊ρ·N⌋``). ``decoded``
+    is the number of tokens the decoder reconstructs: all hidden ones, or with VideoMAE V2's
+    running-cell decoder mask at ``decoder_mask_ratio`` (default: the config's) the tokens that
+    mask keeps — a fixed ``(1 − ρ_d)``-share of *all* tokens.
+    """
+    t, h, w = config.grid
+    N = t * h * w
+    ratio = config.mask_ratio if mask_ratio is None else mask_ratio
+    hidden = mask_count(getattr(config, "mask_type", "tube"), (t, h, w), ratio)
+    rho_d = getattr(config, "decoder_mask_ratio", 0.0) if decoder_mask_ratio is None else decoder_mask_ratio
+    decoded = hidden if rho_d == 0 else N - mask_count("running_cell", (t, h, w), rho_d)
+    return {"tokens": N, "visible": N - hidden, "hidden": hidden, "decoded": decoded}
+
+
+def pretrain_flops(config, *, mask_ratio: float | None = None, encoder_all_tokens: bool = False,
+                   decoder_mask_ratio: float | None = None) -> FlopCount:
+    """Forward FLOPs of one pre-training clip for a :class:`~maskvid_edu.models.videomae.VideoMAEConfig`.
+
+    Asymmetric (VideoMAE): tubelet embedding and encoder on the ``N_vis`` visible tokens; the
+    decoder on ``N_vis + N_dec`` tokens (encoded visible + mask tokens); the pixel head on the
+    ``N_dec`` reconstructed ones (:func:`token_counts`). With ``P = tubelet·p²·C`` values per
+    tubelet and ``n_enc`` tokens in the encoder, per clip:
+
+    - ``patch_embed``: ``2·n_enc·P·D``; ``encoder``: ``depth`` blocks (:func:`vit_block_flops`);
+    - ``encoder_to_decoder``: ``2·n_enc·D·D_dec`` (no bias);
+    - ``decoder``: ``decoder_depth`` blocks of width ``D_dec``;
+    - ``head``: ``2·N_dec·D_dec·P``, only on the reconstructed tokens.
+
+    ``encoder_all_tokens=True``: the encoder runs on all ``N`` tokens (hidden ones as a mask
+    embedding, as in BEiT/SimMIM and MAE's "encoder with [M]" ablation) and the decoder on those
+    ``N``. ``mask_ratio``, ``decoder_mask_ratio``: the encoder mask and VideoMAE V2's decoder
+    mask (default: the config's). A training step costs about 3× the forward pass
+    (:func:`train_step_flops`).
+    """
+    counts = token_counts(config, decoder_mask_ratio, mask_ratio=mask_ratio)
+    P = config.patch_values
+    n_enc = counts["tokens"] if encoder_all_tokens else counts["visible"]
+    n_dec_in = counts["tokens"] if encoder_all_tokens else counts["visible"] + counts["decoded"]
+    n_out = counts["decoded"]
+    return FlopCount(
+        encoder_tokens=n_enc,
+        decoder_tokens=n_dec_in,
+        patch_embed=_matmul(n_enc, P, config.dim),
+        encoder=config.depth * vit_block_flops(config.dim, n_enc, config.mlp_ratio),
+        encoder_to_decoder=_matmul(n_enc, config.dim, config.decoder_dim),
+        decoder=config.decoder_depth * vit_block_flops(config.decoder_dim, n_dec_in, config.mlp_ratio),
+        head=_matmul(n_out, config.decoder_dim, P),
+    )
+
+
 def videomae_pretrain_flops(model_or_config, mask_ratio: float | None = None, *, batch: int = 1) -> dict:
-    """Forward FLOPs of one VideoMAE pre-training pass, part by part, as :class:`~maskvid_edu.models.videomae.VideoMAE` computes it.
+    """:func:`pretrain_flops` of a model or config for ``batch`` clips, as a dict of parts.
 
-    model_or_config: a ``VideoMAE`` or a ``VideoMAEConfig``.
-    mask_ratio: encoder mask ratio (default: the config's). Tube masking hides
-        ``t · floor(ρ·h·w)`` of the ``N = t·h·w`` tokens (``floor(ρ·N)`` for random masking).
+    model_or_config: a ``VideoMAE`` or a ``VideoMAEConfig`` (or a MAM2 one: its encoder and
+        pixel-decoder share). mask_ratio: encoder mask ratio (default: the config's).
 
-    With ``N_vis`` visible tokens and ``N_dec`` reconstructed ones (``N_dec = N − N_vis``, or
-    under VideoMAE V2's decoder mask the tokens it keeps), per clip:
-
-    - ``encoder``: patch embedding of the visible tubelets + ``depth`` blocks on ``N_vis`` tokens;
-    - ``encoder_to_decoder``: ``2·N_vis·D·D_dec`` (no bias);
-    - ``decoder``: ``decoder_depth`` blocks on ``N_vis + N_dec`` tokens (visible + mask tokens);
-    - ``head``: ``2·N_dec·D_dec·P`` with ``P = tubelet·p²·C``, only on the reconstructed tokens.
-
-    Returns a dict of those four parts, ``forward`` (their sum) and ``train_step``
-    (``3 × forward``), all for ``batch`` clips, plus the token counts ``num_tokens``,
-    ``num_visible``, ``num_decoded``.
+    Returns ``encoder`` (tubelet embedding + blocks on the visible tokens),
+    ``encoder_to_decoder``, ``decoder`` (its blocks), ``head``, ``forward`` (their sum) and
+    ``train_step`` (``3 × forward``), all for ``batch`` clips, plus the token counts
+    ``num_tokens``, ``num_visible``, ``num_decoded`` of one clip.
     """
     config = getattr(model_or_config, "config", model_or_config)
     for field in ("decoder_dim", "decoder_depth", "grid", "patch_values"):
@@ -128,24 +213,15 @@ def videomae_pretrain_flops(model_or_config, mask_ratio: float | None = None, *,
     ratio = config.mask_ratio if mask_ratio is None else mask_ratio
     if not 0.0 < ratio < 1.0:
         raise ValueError(f"mask_ratio must be in (0, 1), got {ratio!r}")
-    t, h, w = config.grid
-    n = t * h * w
-    hidden = t * num_masked(h * w, ratio) if getattr(config, "mask_type", "tube") == "tube" else num_masked(n, ratio)
-    n_vis = n - hidden
-    n_dec = hidden
-    if getattr(config, "decoder_mask_ratio", 0.0) > 0:
-        keep_out = num_masked(4, config.decoder_mask_ratio)  # positions of each 2×2 cell not reconstructed
-        n_dec = n - n * keep_out // 4
-    parts = {
-        "encoder": vit_flops(config.encoder_config(), n_vis),
-        "encoder_to_decoder": _matmul(n_vis, config.dim, config.decoder_dim),
-        "decoder": config.decoder_depth * vit_block_flops(config.decoder_dim, n_vis + n_dec, config.mlp_ratio),
-        "head": _matmul(n_dec, config.decoder_dim, config.patch_values),
-    }
+    _check_tokens(batch, "batch")
+    f = pretrain_flops(config, mask_ratio=ratio)
+    parts = {"encoder": f.encoder_side, "encoder_to_decoder": f.encoder_to_decoder, "decoder": f.decoder,
+             "head": f.head}
     out = {k: batch * v for k, v in parts.items()}
     out["forward"] = sum(out.values())
     out["train_step"] = train_step_flops(out["forward"])
-    out.update(num_tokens=n, num_visible=n_vis, num_decoded=n_dec)
+    counts = token_counts(config, mask_ratio=ratio)
+    out.update(num_tokens=counts["tokens"], num_visible=counts["visible"], num_decoded=counts["decoded"])
     return out
 
 
@@ -170,15 +246,9 @@ def measured_matmul_peak(device: str | torch.device = "auto", dtype: torch.dtype
     a = torch.randn(size, size, generator=g).to(device=dev, dtype=dtype)
     b = torch.randn(size, size, generator=g).to(device=dev, dtype=dtype)
 
-    a @ b  # warm-up: kernel selection, thread pool start
-    synchronize(dev)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        synchronize(dev)
-        best = min(best, time.perf_counter() - t0)
-    return _matmul(size, size, size) / best
+    # one warm-up product (kernel selection, thread pool start), then ``repeats`` timed ones
+    times = time_interleaved({"matmul": lambda: a @ b}, rounds=repeats, warmup=1, device=dev)["wall"]["matmul"]
+    return _matmul(size, size, size) / min(times)
 
 
 def mfu(flops_per_step: float, step_seconds: float, peak: float) -> float:

@@ -6,7 +6,7 @@ questions this module answers with numbers, measured side by side in one run:
 1. **How does the cost grow with the model?** :func:`model_sizes` builds each registered size on
    PyTorch's ``meta`` device (shapes without storage: a ViT-H costs no memory) and lists its
    parameters next to the analytic FLOPs of a pre-training step
-   (:func:`maskvid_edu.flops.videomae_pretrain_flops`). :func:`measure_step` times real steps, so
+   (:func:`maskvid_edu.measure.flops.videomae_pretrain_flops`). :func:`measure_step` times real steps, so
    the FLOPs can be turned into seconds: ``time ≈ FLOPs / (peak · MFU)``.
 2. **What does each optimisation buy?** :func:`time_variants` times several versions of the same
    training step *interleaved* — one step of each variant in turn, repeated — so that a shared
@@ -14,7 +14,7 @@ questions this module answers with numbers, measured side by side in one run:
    :func:`vit_variants` and :func:`convnet_variants` build the usual ones (optimizer
    implementation, attention kernel, activation checkpointing, bf16, ``torch.compile``,
    channels-last, the sparse path).
-3. **Where does the memory go?** See :mod:`maskvid_edu.memory`.
+3. **Where does the memory go?** See :mod:`maskvid_edu.measure.memory`.
 
 A *variant* is a zero-argument factory returning a zero-argument ``step`` callable: the factory
 builds its own model copy (same weights: every factory seeds the same way) and optimizer, the
@@ -31,11 +31,13 @@ from typing import Callable
 
 import torch
 
+from ..models import create
+from ..utils import resolve_device, synchronize as _sync
 from .flops import videomae_pretrain_flops
-from .models import create
-from .utils import resolve_device, synchronize as _sync
+from .memory import training_memory
+from .timing import time_interleaved
 
-__all__ = ["model_sizes", "training_step", "measure_step", "time_variants", "vit_variants", "convnet_variants",
+__all__ = ["model_sizes", "pretrain_optimizer", "training_step", "measure_step", "time_variants", "vit_variants", "convnet_variants",
            "format_variants", "predicted_step_seconds", "memory_sweep", "plot_memory_sweep", "plot_step_times"]
 
 Variant = Callable[[], Callable[[], None]]
@@ -83,7 +85,7 @@ def _random_clip(model, batch: int, generator: torch.Generator, device) -> torch
     return torch.randn(batch, 3, frames, c.img_size, c.img_size, generator=generator).to(device)
 
 
-def _optimizer(params, impl: str = "default") -> torch.optim.Optimizer:
+def pretrain_optimizer(params, impl: str = "default") -> torch.optim.Optimizer:
     """VideoMAE's pre-training AdamW (the lr does not change the cost); ``impl``: ``"default"`` (PyTorch's choice for the device), ``"forloop"``,
     ``"foreach"`` (one kernel per operation over all tensors) or ``"fused"`` (one kernel)."""
     kw = {"default": {}, "forloop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
@@ -109,7 +111,7 @@ def training_step(name: str, *, batch: int, device, seed: int = 0, overrides: di
     model = create(name, **(overrides or {})).to(dev).train()
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    opt = _optimizer([p for p in model.parameters() if p.requires_grad], optimizer)
+    opt = pretrain_optimizer([p for p in model.parameters() if p.requires_grad], optimizer)
     g = torch.Generator().manual_seed(seed)
     if dense or not hasattr(model, "make_mask"):  # a bare encoder: (B, 3, H, W) images, 32-px mask grid
         x = torch.randn(batch, 3, size, size, generator=g).to(dev)  # (B, 3, H, W)
@@ -158,13 +160,7 @@ def measure_step(name: str, *, batch: int = 1, steps: int = 3, warmup: int = 1, 
     if steps < 1 or warmup < 0:
         raise ValueError(f"steps must be ≥ 1 and warmup ≥ 0, got steps={steps}, warmup={warmup}")
     step = training_step(name, batch=batch, device=device, overrides=overrides, **options)
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    times = time_interleaved({name: step}, rounds=steps, warmup=warmup)["wall"][name]
     return {"name": name, "batch": batch, "seconds": statistics.median(times), "times": times}
 
 
@@ -197,16 +193,7 @@ def time_variants(variants: dict[str, Variant], *, steps: int = 5, warmup: int =
         built[name] = factory()
         built[name]()
         setup[name] = time.perf_counter() - t0
-    for _ in range(warmup):
-        for step in built.values():
-            step()
-    names = list(built)
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for round_ in range(steps):
-        for name in names[round_ % len(names):] + names[: round_ % len(names)]:
-            t0 = time.perf_counter()
-            built[name]()
-            times[name].append(time.perf_counter() - t0)
+    times = time_interleaved(built, rounds=steps, warmup=warmup, order="rotate")["wall"]
     base = statistics.median(next(iter(times.values())))
     return [{"name": name, "ms": 1e3 * statistics.median(t), "vs_baseline": statistics.median(t) / base,
              "setup_s": setup[name], "times": t} for name, t in times.items()]
@@ -275,10 +262,8 @@ def format_variants(rows: list[dict], title: str = "") -> str:
 
 def memory_sweep(name: str, *, batches=(1, 2, 4, 8), ratios=(0.5, 0.75, 0.9, 0.95), amp: str = "none",
                  device="cpu", overrides: dict | None = None, seed: int = 0) -> list[dict]:
-    """:func:`maskvid_edu.memory.training_memory` of ``create(name, mask_ratio=ρ)`` for every
+    """:func:`maskvid_edu.measure.memory.training_memory` of ``create(name, mask_ratio=ρ)`` for every
     batch size and mask ratio: one dict per pair with ``batch``, ``ratio`` and the byte counts."""
-    from .memory import training_memory
-
     dev = resolve_device(device)
     rows = []
     for ratio in ratios:

@@ -35,9 +35,9 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-from .data.transforms import denormalize
-from .masking import _check_grid, check_mask, make_mask
-from .patches import patchify
+from ..data.transforms import denormalize
+from ..masking import check_grid, check_mask, make_mask
+from ..patches import patchify
 
 __all__ = [
     "VISIBLE",
@@ -52,7 +52,7 @@ __all__ = [
     "CopyRow",
     "copy_baseline_table",
     "format_copy_table",
-    "frame_differences",
+    "frame_similarity",
 ]
 
 # How each token of a copy reconstruction got its pixels (the ``how`` field).
@@ -88,7 +88,7 @@ def copy_nearest_visible(
     Returns:
         :class:`CopyReconstruction` ``(patches, source, how)``.
     """
-    t, h, w = _check_grid(grid)
+    t, h, w = check_grid(grid)
     if patches.dim() != 3:
         raise ValueError(f"patches must have shape (B, N, D), got {tuple(patches.shape)}")
     B, N, D = patches.shape
@@ -302,10 +302,13 @@ def format_copy_table(rows: Sequence[CopyRow], title: str | None = None) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def frame_differences(
+def frame_similarity(
     videos: torch.Tensor, gaps: Sequence[int] = (1, 2, 4, 8), *, input_normalized: bool = True
 ) -> dict[str, float]:
-    """Mean absolute pixel difference between frames, in [0, 1] pixel space.
+    """How alike frames are: mean absolute pixel difference between frames ``g`` apart, in [0, 1]
+    pixel space — small numbers, alike frames (the redundancy the copy baseline exploits).
+
+    (Not :func:`maskvid_edu.targets.frame_differences`, the per-pixel motion target tensor.)
 
     For a batch ``(B, C, T, H, W)`` returns ``{"gap g": ...}`` — the mean of
     ``|x[:, :, i + g] − x[:, :, i]|`` over every clip, frame ``i``, pixel and channel — for each

@@ -14,6 +14,11 @@ minus that process's size before building it (``VmHWM`` − ``VmRSS`` from ``/pr
 the peak mark reset first), measured for each implementation in its own process so one cannot
 hide the other's peak.
 
+:func:`bench_sparse` times a ConvNet encoder's step on the ``masked`` sparse path against the
+plain dense path, and :func:`bench_rows` runs the parts of ``maskvid-edu bench`` (pretrain, FLOPs
+and MFU, sparse, MAM2, optimisations, loader) into the one table :func:`format_bench_table`
+prints. Every timing goes through :func:`maskvid_edu.measure.timing.time_interleaved`.
+
 Benchmarks are not tests: nothing here asserts a speed.
 """
 
@@ -25,17 +30,22 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
+import torch.nn as nn
 
-from .masking import tube_mask
-from .models import create
-from .models.videomae import VideoMAE
-from .scaling import _optimizer
-from .utils import resolve_device, synchronize as _sync
+from ..data.synthetic import SyntheticConfig, SyntheticVideoDataset
+from ..masking import tube_mask
+from ..models import create, list_models
+from ..models.convnextv2 import build_convnextv2
+from ..models.videomae import VideoMAE
+from ..utils import resolve_device
+from .flops import loader_throughput, measured_matmul_peak, mfu, videomae_pretrain_flops
+from .scaling import pretrain_optimizer, time_variants, training_step, vit_variants
+from .timing import time_interleaved
 
-__all__ = ["bench_pretrain", "transformers_config", "transformers_twin"]
+__all__ = ["bench_pretrain", "format_result", "transformers_config", "transformers_twin", "bench_sparse",
+           "BENCH_PARTS", "bench_rows", "format_bench_table"]
 
 
 def transformers_config(config, attn_implementation: str = "sdpa"):
@@ -78,7 +88,7 @@ def transformers_twin(model: VideoMAE, attn_implementation: str = "sdpa", copy_w
     whatever the config says; it is set to ours (1e-6, the official value) here.
     """
     import transformers
-    from .checkpoints import to_transformers
+    from ..checkpoints import to_transformers
 
     twin = transformers.VideoMAEForPreTraining(transformers_config(model.config, attn_implementation))
     twin.decoder.norm.eps = model.config.ln_eps
@@ -94,7 +104,7 @@ def _autocast(device: torch.device, dtype: torch.dtype):
 
 
 def _step_fn(kind: str, model, video, mask, device, dtype):
-    opt = _optimizer(model.parameters())
+    opt = pretrain_optimizer(model.parameters())
     hf_video = video.transpose(1, 2).contiguous() if kind == "transformers" else None  # (B, T, C, H, W)
 
     def step() -> float:
@@ -168,7 +178,7 @@ def _cpu_peak_mib(kind: str, name: str, overrides: dict, batch: int, dtype: torc
     """:func:`_cpu_peak_worker` in a child interpreter (a clean process, whatever the caller is)."""
     args = json.dumps([kind, name, overrides, batch, str(dtype).replace("torch.", ""), seed])
     code = (
-        "import json, sys; from maskvid_edu.bench import _cpu_peak_worker; "
+        "import json, sys; from maskvid_edu.measure.bench import _cpu_peak_worker; "
         "print(json.dumps(_cpu_peak_worker(*json.loads(sys.argv[1]))))"
     )
     proc = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True)
@@ -249,25 +259,22 @@ def bench_pretrain(
         "ours": _step_fn("ours", ours, video, mask, dev, dtype),
         "transformers": _step_fn("transformers", theirs, video, mask, dev, dtype),
     }
-    times = {"ours": [], "transformers": []}
-    cpu_times = {"ours": [], "transformers": []}
     peak_cuda = {"ours": 0.0, "transformers": 0.0}
-    for i in range(warmup + steps):
-        order = ["ours", "transformers"] if i % 2 == 0 else ["transformers", "ours"]
-        for kind in order:
-            if dev.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(dev)
-                base = torch.cuda.memory_allocated(dev)
-            _sync(dev)
-            t0, c0 = time.perf_counter(), time.process_time()
-            fns[kind]()
-            _sync(dev)
-            elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-            if dev.type == "cuda":
-                peak_cuda[kind] = max(peak_cuda[kind], (torch.cuda.max_memory_allocated(dev) - base) / 2**20)
-            if i >= warmup:
-                times[kind].append(elapsed * 1000)
-                cpu_times[kind].append(cpu * 1000)
+    base = {}
+
+    def reset_peak(kind: str) -> None:
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+            base[kind] = torch.cuda.memory_allocated(dev)
+
+    def read_peak(kind: str) -> None:
+        if dev.type == "cuda":
+            peak_cuda[kind] = max(peak_cuda[kind], (torch.cuda.max_memory_allocated(dev) - base[kind]) / 2**20)
+
+    seconds = time_interleaved(fns, rounds=steps, warmup=warmup, order="alternate", clocks=("wall", "process"),
+                               device=dev, before=reset_peak, after=read_peak)
+    times = {kind: [s * 1000 for s in t] for kind, t in seconds["wall"].items()}
+    cpu_times = {kind: [s * 1000 for s in t] for kind, t in seconds["process"].items()}
 
     result = {
         "model": model_name, "batch": batch, "frames": frames, "size": size, "mask_ratio": mask_ratio,
@@ -316,3 +323,163 @@ def format_result(r: dict) -> str:
     if "memory_kind" in r:
         tail += f"\nmemory: {r['memory_kind']}"
     return "\n".join([head, *rows, tail])
+
+
+# --------------------------------------------------------------------------------------------
+# the sparse path of a ConvNet against its dense path
+# --------------------------------------------------------------------------------------------
+
+
+def bench_sparse(model: nn.Module | None = None, *, batch: int = 2, size: int = 224, mask_ratio: float = 0.6,
+                 steps: int = 3, warmup: int = 1, device: str = "cpu", print_result: bool = True) -> dict:
+    """Time a training step (forward + backward) of an encoder with the ``masked`` sparse path
+    versus the plain dense path (``mask=None``), measured in the same run (the two steps in the
+    same order every round, :func:`~maskvid_edu.measure.timing.time_interleaved`).
+
+    Args:
+        model: an encoder ``model(x, mask) -> (B, C, h, w)`` with a 32-pixel mask grid; by default
+            ``convnextv2_atto``.
+        batch, size: input ``(batch, 3, size, size)``.
+        mask_ratio: fraction of 32-pixel patches hidden in the sparse step.
+    Returns:
+        ``{"dense_s": …, "sparse_s": …, "ratio": sparse_s / dense_s}`` (median seconds per step).
+    """
+    if model is None:
+        model = build_convnextv2("atto")
+    model = model.to(device).train()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, size, size, generator=g).to(device)
+    n = (size // 32) ** 2
+    n_masked = int(round(mask_ratio * n))
+    mask = torch.zeros(batch, n, dtype=torch.bool)
+    for i in range(batch):
+        mask[i, torch.randperm(n, generator=g)[:n_masked]] = True
+    mask = mask.to(device)
+
+    def step(m):
+        def run() -> None:
+            model.zero_grad(set_to_none=True)
+            model(x, m).float().square().mean().backward()
+        return run
+
+    times = time_interleaved({"dense": step(None), "sparse": step(mask)}, rounds=steps, warmup=warmup,
+                             order="fixed", device=device)["wall"]
+    dense_s = sorted(times["dense"])[len(times["dense"]) // 2]
+    sparse_s = sorted(times["sparse"])[len(times["sparse"]) // 2]
+    result = {"dense_s": dense_s, "sparse_s": sparse_s, "ratio": sparse_s / dense_s}
+    if print_result:
+        print(f"dense step {dense_s * 1e3:.1f} ms | masked-sparse step {sparse_s * 1e3:.1f} ms | "
+              f"ratio {result['ratio']:.2f} (batch {batch}, {size}², mask {mask_ratio:.0%}, {device})")
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# ``maskvid-edu bench``: side-by-side measurements in one run, one table
+# --------------------------------------------------------------------------------------------
+
+#: the parts ``maskvid-edu bench --what`` can run, in the order of its table
+BENCH_PARTS = ("pretrain", "flops", "sparse", "mam2", "optim", "loader")
+
+
+def bench_rows(args) -> tuple[str, list[tuple[str, str, str, str, str]]]:
+    """Run the measurements ``args.what`` asks for; return the table's title and rows
+    ``(measurement, maskvid_edu, reference, ratio, notes)``.
+
+    ``args``: what ``maskvid-edu bench`` parses — ``what`` (comma-separated parts of
+    :data:`BENCH_PARTS`), ``model``, ``batch``, ``steps``, ``device``, ``dtype``, ``workers``,
+    ``threads``, ``no_memory``, ``quick`` (any object with those attributes).
+    """
+    what = [w.strip() for w in args.what.split(",") if w.strip()]
+    unknown = sorted(set(what) - set(BENCH_PARTS))
+    if unknown or not what:
+        raise ValueError(f"--what: unknown part(s) {unknown or what}; choose a comma-separated subset of {','.join(BENCH_PARTS)}")
+    for name, value in (("--batch", args.batch), ("--steps", args.steps)):
+        if value < 1:
+            raise ValueError(f"{name} must be ≥ 1, got {value}")
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+    dev = resolve_device(args.device)
+    model_name = args.model or ("videomae_vit_demo" if args.quick else "videomae_vit_b")
+    if model_name not in list_models() or not model_name.startswith("videomae_"):
+        raise ValueError(f"--model {model_name!r} must be a registered VideoMAE model: {', '.join(list_models('videomae_'))}")
+    with torch.device("meta"):
+        config = create(model_name).config  # sizes only, nothing allocated
+    frames, size = config.num_frames, config.img_size
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    title = (f"maskvid-edu bench — {model_name}, batch {args.batch}, {frames}×{size}×{size}, mask {config.mask_ratio}, "
+             f"{dev} {args.dtype}, {torch.get_num_threads()} threads, median of {args.steps} steps")
+    rows = []
+
+    timing = None
+    if "pretrain" in what or "flops" in what:
+        timing = bench_pretrain(model_name, batch=args.batch, frames=frames, size=size, steps=args.steps,
+                                warmup=1 if args.quick else 2, device=dev, dtype=dtype, mask_ratio=config.mask_ratio,
+                                memory="pretrain" in what and not args.no_memory, verbose=False)
+    if "pretrain" in what:
+        rows.append(("pretrain step ms (fwd+bwd+AdamW)", f"{timing['ms_ours']:.1f}",
+                     f"transformers {timing['ms_transformers']:.1f}", f"{timing['speedup']:.2f}×",
+                     f"speed-up = theirs / ours; same weights, clip, mask; |Δloss| {timing['loss_abs_diff']:.1e}"))
+        if "peak_mib_ours" in timing:
+            rows.append(("pretrain peak memory MiB", f"{timing['peak_mib_ours']:.0f}",
+                         f"transformers {timing['peak_mib_transformers']:.0f}",
+                         f"{timing['peak_mib_ours'] / max(timing['peak_mib_transformers'], 1e-9):.2f}×",
+                         "ours / theirs; " + timing["memory_kind"]))
+    if "flops" in what:
+        counts = videomae_pretrain_flops(config, batch=args.batch)
+        step_s = timing["ms_ours"] / 1000
+        peak = measured_matmul_peak(dev, dtype, repeats=3)
+        achieved = counts["train_step"] / step_s
+        rows.append(("model FLOPs per step", f"{counts['train_step'] / 1e9:.2f} G", "-", "-",
+                     f"3 × forward; forward {counts['forward'] / 1e9:.2f} G (encoder on {counts['num_visible']} visible, "
+                     f"decoder on {counts['num_tokens']} tokens)"))
+        rows.append(("achieved FLOP/s (MFU)", f"{achieved / 1e9:.1f} G/s", f"matmul peak {peak / 1e9:.1f} G/s",
+                     f"{mfu(counts['train_step'], step_s, peak):.1%}",
+                     f"MFU = FLOPs / step time / measured {args.dtype} matmul peak"))
+    if "sparse" in what:
+        sparse_name = "encoder_convnextv2_demo" if args.quick else "encoder_convnextv2_small"
+        sparse_size = 64 if args.quick else 224
+        torch.manual_seed(0)
+        r = bench_sparse(create(sparse_name), batch=args.batch, size=sparse_size, mask_ratio=0.6, steps=args.steps,
+                         warmup=1, device=str(dev), print_result=False)
+        rows.append(("ConvNeXt V2 step ms (fwd+bwd)", f"masked {r['sparse_s'] * 1e3:.1f}", f"dense {r['dense_s'] * 1e3:.1f}",
+                     f"{r['ratio']:.2f}×", f"{sparse_name}, {sparse_size}², mask 0.6; ratio = masked / dense"))
+    if "mam2" in what or "optim" in what:
+        amp = "bf16" if dtype == torch.bfloat16 else "none"
+    if "mam2" in what:  # the MAM2 step of the same size next to VideoMAE's, interleaved
+        mam2_name = model_name.replace("videomae_", "mam2_")
+        if mam2_name not in list_models():
+            raise ValueError(f"--what mam2: no MAM2 model of the size of {model_name!r} ({', '.join(list_models('mam2_'))})")
+
+        def step(name):
+            return lambda: training_step(name, batch=args.batch, device=dev, amp=amp)
+
+        r = time_variants({"videomae": step(model_name), "mam2": step(mam2_name)}, steps=args.steps)
+        rows.append(("MAM2 step ms (fwd+bwd+AdamW)", f"{r[1]['ms']:.1f}", f"VideoMAE {r[0]['ms']:.1f}",
+                     f"{r[1]['vs_baseline']:.2f}×", f"{mam2_name}: appearance + motion decoders, pixel targets; "
+                                                    "ratio = MAM2 / VideoMAE"))
+    if "optim" in what:  # what each optimisation of the step buys, each against the plain step
+        variants = vit_variants(model_name, batch=args.batch, device=dev, compile=dev.type == "cuda")
+        for r in time_variants(variants, steps=args.steps)[1:]:
+            rows.append((f"step with {r['name']}", f"{r['ms']:.1f}", "default step", f"{r['vs_baseline']:.2f}×",
+                         "ms / ms of the default step (SDPA, AdamW default, fp32)"
+                         + (f"; compiling took {r['setup_s']:.0f} s" if r["name"] == "torch.compile" else "")))
+    if "loader" in what:
+        batches = 3 if args.quick else 10
+        workers = 0 if args.quick and args.workers is None else (2 if args.workers is None else args.workers)
+        batch_size = max(args.batch, 2)
+        dataset = SyntheticVideoDataset(SyntheticConfig(num_frames=frames, size=size,
+                                                        num_samples=(batches + 1) * batch_size))
+        r = loader_throughput(dataset, batch_size=batch_size, num_workers=workers, batches=batches)
+        rows.append(("data loader clips/s", f"{r['clips_per_s']:.1f}", "-", "-",
+                     f"synthetic {frames}×{size}², render + normalise, {workers} workers, batch {batch_size}"))
+    return title, rows
+
+
+def format_bench_table(title: str, rows) -> str:
+    """The table ``maskvid-edu bench`` prints: one row per measurement, reference side by side."""
+    head = ("measurement", "maskvid_edu", "reference", "ratio", "notes")
+    widths = [max(len(head[i]), *(len(r[i]) for r in rows)) for i in range(4)] if rows else [len(h) for h in head[:4]]
+    def line(cells):
+        return "  ".join(c.ljust(w) for c, w in zip(cells[:4], widths)) + "  " + cells[4]
+    rule = "-" * (sum(widths) + 2 * 4 + len(head[4]))
+    return "\n".join([title, line(head), rule, *(line(r) for r in rows)])
