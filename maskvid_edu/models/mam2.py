@@ -84,7 +84,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
-from ..masking import check_mask, mask_count, random_mask, tube_mask
+from ..masking import check_mask, mask_count, random_mask, token_index, tokens_at, tube_mask
 from ..targets import BORDER_RULES, MOTION_NORMALIZATIONS, code_targets, make_targets, motion_targets
 from .output import PretrainOutput
 from .registry import register, replace_config
@@ -92,13 +92,11 @@ from .vit import (
     EncoderFields,
     Mlp,
     VisionTransformer,
-    _gather,
     init_weights,
     make_blocks,
     position_embedding,
     run_blocks,
     sinusoid_table,
-    token_index,
 )
 
 __all__ = ["MAM2Config", "MAM2", "CrossAttention", "RegressorBlock", "Regressor", "MAM2Decoder"]
@@ -459,7 +457,7 @@ class MAM2(nn.Module):
                 source.float(), c.tubelet, c.patch, c.motion_normalization, num_frames=c.num_frames, border=c.border
             )  # (B, N, P)
         if index is not None:
-            appearance, motion = _gather(appearance, index), _gather(motion, index)  # per-token targets: gather after
+            appearance, motion = tokens_at(appearance, index), tokens_at(motion, index)  # per-token targets: gather after
         return appearance, motion
 
     # -- forward ---------------------------------------------------------------------------

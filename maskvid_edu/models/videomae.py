@@ -35,20 +35,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.transforms import denormalize
-from ..masking import check_mask, mask_count, running_cell_mask, tube_mask, random_mask
+from ..masking import check_mask, mask_count, random_mask, running_cell_mask, token_index, tokens_at, tube_mask
 from ..patches import NORMALIZATIONS, normalize_patches, patchify
 from .output import PretrainOutput
 from .registry import register, replace_config
 from .vit import (
     EncoderFields,
     VisionTransformer,
-    _gather,
     init_weights,
     make_blocks,
     position_embedding,
     run_blocks,
     sinusoid_table,
-    token_index,
 )
 
 __all__ = ["VideoMAEConfig", "VideoMAE", "VideoMAEDecoder"]
@@ -173,7 +171,7 @@ class VideoMAE(nn.Module):
         with torch.no_grad():
             patches = patchify(denormalize(video.float(), channel_dim=1), c.tubelet, c.patch)  # (B, N, P)
             if index is not None:
-                patches = _gather(patches, index)  # (B, K, P): per-patch statistics, so gather first
+                patches = tokens_at(patches, index)  # (B, K, P): per-patch statistics, so gather first
             return normalize_patches(patches, c.normalization, channels=c.in_chans)
 
     # -- forward ---------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
-from ..masking import check_mask, token_index  # token_index is re-exported here
+from ..masking import check_mask, token_index, tokens_at  # token_index is re-exported here
 from .registry import replace_config
 
 __all__ = [
@@ -239,11 +239,6 @@ def position_embedding(grid, dim: int, reference_grid=None, mode: str = "interpo
     return volume.reshape(dim, t * h * w).T.contiguous()  # (N, dim)
 
 
-def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``x: (B, N, ...)``, ``index: (B, K)`` → ``(B, K, ...)``."""
-    return x[torch.arange(x.shape[0], device=x.device).unsqueeze(1), index]
-
-
 # --------------------------------------------------------------------------------------------
 # Layers
 # --------------------------------------------------------------------------------------------
@@ -270,7 +265,7 @@ class PatchEmbed(nn.Module):
         k, p = self.tubelet, self.patch
         x = video.reshape(B, C, T // k, k, H // p, p, W // p, p)
         x = x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(B, -1, C * k * p * p)  # (B, N, C·k·p·p), conv order
-        x = _gather(x, index)  # (B, K, C·k·p·p)
+        x = tokens_at(x, index)  # (B, K, C·k·p·p)
         weight = self.proj.weight.reshape(self.proj.out_channels, -1)  # (dim, C·k·p·p)
         return F.linear(x, weight, self.proj.bias)  # (B, K, dim)
 
