@@ -84,8 +84,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
-from ..masking import check_mask, mask_count, random_mask, token_index, tokens_at, tube_mask
+from ..masking import check_mask, token_index, tokens_at
 from ..targets import BORDER_RULES, MOTION_NORMALIZATIONS, code_targets, make_targets, motion_targets
+from .base import PretrainModel, check_divisible, check_mask_batch, check_mask_fields, check_positive_ints, check_video
 from .output import PretrainOutput
 from .registry import register, replace_config
 from .vit import (
@@ -158,15 +159,10 @@ class MAM2Config(EncoderFields):
 
     def __post_init__(self):
         self.encoder_config()  # validates the shared fields
-        for name in ("regressor_depth", "regressor_heads", "appearance_dim", "appearance_depth", "appearance_heads",
-                     "motion_dim", "motion_depth", "motion_heads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for width, heads in (("dim", "regressor_heads"), ("appearance_dim", "appearance_heads"),
-                             ("motion_dim", "motion_heads")):
-            if getattr(self, width) % getattr(self, heads):
-                raise ValueError(f"{width} {getattr(self, width)} must be divisible by {heads} {getattr(self, heads)}")
+        check_positive_ints(self, ("regressor_depth", "regressor_heads", "appearance_dim", "appearance_depth",
+                                   "appearance_heads", "motion_dim", "motion_depth", "motion_heads"))
+        check_divisible(self, (("dim", "regressor_heads"), ("appearance_dim", "appearance_heads"),
+                               ("motion_dim", "motion_heads")))
         if self.appearance_target not in APPEARANCE_TARGETS:
             raise ValueError(f"appearance_target must be one of {APPEARANCE_TARGETS}, got {self.appearance_target!r}")
         for name in ("codebook_size", "tokenizer_downsample"):
@@ -189,11 +185,7 @@ class MAM2Config(EncoderFields):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if self.w_appearance == 0 and self.w_motion == 0:
             raise ValueError("w_appearance and w_motion are both 0: nothing would be learnt")
-        if not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio!r}")
-        if self.mask_type not in ("tube", "random"):
-            raise ValueError(f"mask_type must be 'tube' or 'random', got {self.mask_type!r}")
-
+        check_mask_fields(self)
 
     @property
     def input_frames(self) -> int:
@@ -339,7 +331,7 @@ class MAM2Decoder(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-class MAM2(nn.Module):
+class MAM2(PretrainModel):
     """MAM2 pre-training model: ``model(video, mask) -> PretrainOutput``.
 
     Args:
@@ -348,13 +340,10 @@ class MAM2(nn.Module):
             frozen in place and held outside the module tree (see the module docstring).
 
     ``model.encoder`` is a :class:`~maskvid_edu.models.vit.VisionTransformer` with VideoMAE's
-    parameter names: its ``state_dict`` loads into a VideoMAE encoder and back, strictly.
+    parameter names: its ``state_dict`` loads into a VideoMAE encoder and back, strictly. The
+    encoder mask is ``config.mask_type`` at ``config.mask_ratio`` over the grid of the frames the
+    encoder sees (:class:`~maskvid_edu.models.base.PretrainModel`).
     """
-
-    #: True while :class:`~maskvid_edu.train.Trainer` trains the model: every mask then comes from
-    #: :meth:`make_mask`, so its count is known from the config and is verified on the device
-    #: instead of being read back from it (no host synchronisation in the step).
-    fixed_mask_count: bool = False
 
     def __init__(self, config: MAM2Config | None = None, tokenizer: nn.Module | None = None, **overrides):
         super().__init__()
@@ -417,8 +406,7 @@ class MAM2(nn.Module):
         """``(frames, motion_source)``: the encoder's ``T`` frames ``(B, C, T, H, W)`` and the clip
         the motion target is computed from (``T+1`` frames, or the same ``T`` with a border rule)."""
         c = self.config
-        if not isinstance(video, torch.Tensor) or video.dim() != 5:
-            raise ValueError(f"video must be a (B, C, T, H, W) tensor, got {getattr(video, 'shape', type(video))}")
+        check_video(video)
         if video.shape[2] != c.input_frames:
             rule = (f"num_frames + 1 = {c.input_frames} frames (clip_frames='plus_one': the extra frame gives the "
                     f"last motion target)" if c.clip_frames == "plus_one"
@@ -428,13 +416,10 @@ class MAM2(nn.Module):
             return video[:, :, : c.num_frames], video
         return video, video
 
-    def make_mask(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The encoder mask for ``video`` (as ``forward`` takes it): bool ``(B, N)``, tube (or
-        random) at ``config.mask_ratio``, on ``video.device``."""
+    def mask_grid(self, video: torch.Tensor) -> tuple[int, int, int]:
+        """The token grid ``(t, h, w)`` of the frames the encoder sees of ``video`` (as ``forward`` takes it)."""
         frames, _ = self.split_clip(video)
-        grid = self.encoder.token_grid(frames)
-        masker = tube_mask if self.config.mask_type == "tube" else random_mask
-        return masker(video.shape[0], grid, self.config.mask_ratio, generator=generator, device=video.device)
+        return self.encoder.token_grid(frames)
 
     # -- targets ---------------------------------------------------------------------------
 
@@ -486,10 +471,8 @@ class MAM2(nn.Module):
         frames, _ = self.split_clip(video)
         grid = self.encoder.token_grid(frames)
         N = grid[0] * grid[1] * grid[2]
-        fixed = mask_count(c.mask_type, grid, c.mask_ratio) if self.fixed_mask_count else None
-        M = check_mask(mask, N, count=fixed)  # a known count: no host synchronisation
-        if mask.shape[0] != video.shape[0]:
-            raise ValueError(f"mask has batch {mask.shape[0]} but video has batch {video.shape[0]}")
+        M = check_mask(mask, N, count=self.expected_mask_count(grid))  # a known count: no host synchronisation
+        check_mask_batch(mask, video)
         visible_idx = token_index(~mask, N - M)  # (B, V)
         hidden_idx = token_index(mask, M)  # (B, M)
 

@@ -96,10 +96,11 @@ from torch.utils.data import Dataset
 from ..data.sampling import frame_pair
 from ..data.transforms import denormalize
 from ..ema import EMATarget, cosine_momentum, cosine_momentum_per_epoch_buggy
-from ..masking import check_mask, mask_count, masked_tokens, pair_mask
+from ..masking import check_mask, masked_tokens
 from ..patches import NORMALIZATIONS, denormalize_patches, normalize_patches, patchify, unpatchify
 from ..sparse import BACKENDS, to_dense, to_sparse
 from .convnextv2 import CONVNEXTV2_SIZES, MASK_PATCH, Block, build_convnextv2
+from .base import PretrainModel, check_mask_batch, check_positive_ints, check_video
 from .output import PretrainOutput
 from .registry import register, replace_config
 from .resnet import RESNET_SIZES, build_resnet
@@ -178,10 +179,7 @@ class VideoMACConfig:
             raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path!r}")
         if self.drop_path > 0 and not self.encoder.startswith("convnextv2_"):
             raise ValueError(f"drop_path applies to ConvNeXt V2 encoders only, got encoder {self.encoder!r}")
-        for name in ("img_size", "num_frames", "frame_gap", "in_chans", "decoder_dim", "decoder_depth"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_ints(self, ("img_size", "num_frames", "frame_gap", "in_chans", "decoder_dim", "decoder_depth"))
         if self.img_size % MASK_PATCH:
             raise ValueError(f"img_size must be a multiple of {MASK_PATCH} (the encoder's stride), got {self.img_size}")
         if self.num_frames < self.frame_gap + 1:
@@ -292,18 +290,15 @@ class VideoMACBranch(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-class VideoMAC(nn.Module):
+class VideoMAC(PretrainModel):
     """VideoMAC pre-training model: ``model(video, mask) -> PretrainOutput``.
 
     Submodules: ``online`` (:class:`VideoMACBranch`, trained) and ``target``
     (:class:`~maskvid_edu.ema.EMATarget` of ``online``: no gradients, eval mode, in the
     ``state_dict`` so checkpoints restore it). Buffer ``ema_updates`` counts target updates.
+    The mask is the symmetric pair mask, a tube mask over the two frames
+    (:meth:`mask_rule`, :class:`~maskvid_edu.models.base.PretrainModel`).
     """
-
-    #: True while :class:`~maskvid_edu.train.Trainer` trains the model: every mask then comes from
-    #: :meth:`make_mask`, so its count is known from the config and is verified on the device
-    #: instead of being read back from it (no host synchronisation in the step).
-    fixed_mask_count: bool = False
 
     def __init__(self, config: VideoMACConfig | None = None, **overrides):
         super().__init__()
@@ -329,8 +324,7 @@ class VideoMAC(nn.Module):
     def split_pair(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Frames ``0`` and ``frame_gap`` of ``video (B, C, T, H, W)`` → two ``(B, C, H, W)``."""
         c = self.config
-        if not isinstance(video, torch.Tensor) or video.dim() != 5:
-            raise ValueError(f"video must be a (B, C, T, H, W) tensor, got {getattr(video, 'shape', type(video))}")
+        check_video(video)
         B, C, T, H, W = video.shape
         if C != c.in_chans:
             raise ValueError(f"video has {C} channels, the model expects in_chans = {c.in_chans}")
@@ -345,12 +339,16 @@ class VideoMAC(nn.Module):
         """``(h, w) = (H/32, W/32)``: the patch grid of one frame."""
         return video.shape[-2] // MASK_PATCH, video.shape[-1] // MASK_PATCH
 
-    def make_mask(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Symmetric pair mask for ``video``: bool ``(B, 2·h·w)``, the same ``floor(ρ·h·w)``
-        patches hidden in both frames (:func:`~maskvid_edu.masking.pair_mask`), on ``video.device``."""
+    def mask_grid(self, video: torch.Tensor) -> tuple[int, int, int]:
+        """``(2, h, w)``: the two frames of the pair over the patch grid of one frame."""
         self.split_pair(video)  # validates the clip
-        return pair_mask(video.shape[0], self.grid(video), self.config.mask_ratio, generator=generator,
-                         device=video.device)
+        return (2, *self.grid(video))
+
+    def mask_rule(self) -> tuple[str, float]:
+        """Symmetric masking: a tube mask over the pair, so the same ``floor(ρ·h·w)`` patches are
+        hidden in both frames (:func:`~maskvid_edu.masking.pair_mask`); ``make_mask`` gives bool
+        ``(B, 2·h·w)``."""
+        return "tube", self.config.mask_ratio
 
     # -- targets ---------------------------------------------------------------------------
 
@@ -386,9 +384,8 @@ class VideoMAC(nn.Module):
         B = video.shape[0]
         h, w = self.grid(video)
         fixed = self.fixed_mask_count  # the count from the config, checks on the device: no host sync
-        M = check_mask(mask, 2 * h * w, count=mask_count("tube", (2, h, w), c.mask_ratio) if fixed else None) // 2
-        if mask.shape[0] != B:
-            raise ValueError(f"mask has batch {mask.shape[0]} but video has batch {B}")
+        M = check_mask(mask, 2 * h * w, count=self.expected_mask_count((2, h, w))) // 2
+        check_mask_batch(mask, video)
         m1, m2 = mask[:, : h * w], mask[:, h * w:]  # (B, h·w) each
         symmetric = "VideoMAC's mask must be symmetric: the same patches hidden in both frames "
         if fixed:

@@ -35,8 +35,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.transforms import denormalize
-from ..masking import check_mask, mask_count, random_mask, running_cell_mask, token_index, tokens_at, tube_mask
+from ..masking import check_mask, mask_count, running_cell_mask, token_index, tokens_at
 from ..patches import NORMALIZATIONS, normalize_patches, patchify
+from .base import PretrainModel, check_divisible, check_mask_fields, check_positive_ints
 from .output import PretrainOutput
 from .registry import register, replace_config
 from .vit import (
@@ -79,22 +80,13 @@ class VideoMAEConfig(EncoderFields):
 
     def __post_init__(self):
         self.encoder_config()  # validates the shared fields
-        for name in ("decoder_dim", "decoder_depth", "decoder_heads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.decoder_dim % self.decoder_heads:
-            raise ValueError(f"decoder_dim {self.decoder_dim} must be divisible by decoder_heads {self.decoder_heads}")
-        if not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio!r}")
-        if self.mask_type not in ("tube", "random"):
-            raise ValueError(f"mask_type must be 'tube' or 'random', got {self.mask_type!r}")
+        check_positive_ints(self, ("decoder_dim", "decoder_depth", "decoder_heads"))
+        check_divisible(self, (("decoder_dim", "decoder_heads"),))
+        check_mask_fields(self)
         if not 0.0 <= self.decoder_mask_ratio < 1.0:
             raise ValueError(f"decoder_mask_ratio must be in [0, 1), got {self.decoder_mask_ratio!r}")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
-
-
 
 
 class VideoMAEDecoder(nn.Module):
@@ -116,17 +108,14 @@ class VideoMAEDecoder(nn.Module):
         return self.head(self.norm(x[:, -num_out:]))  # only the mask tokens are read out
 
 
-class VideoMAE(nn.Module):
+class VideoMAE(PretrainModel):
     """VideoMAE pre-training model: ``model(video, mask) -> PretrainOutput``.
 
-    ``model.encoder`` is a standalone :class:`~maskvid_edu.models.vit.VisionTransformer`:
-    ``model.encoder(video)`` gives features of all tokens for downstream use.
+    The encoder mask is ``config.mask_type`` (tube, or random) at ``config.mask_ratio`` over the
+    token grid (:class:`~maskvid_edu.models.base.PretrainModel`). ``model.encoder`` is a
+    standalone :class:`~maskvid_edu.models.vit.VisionTransformer`: ``model.encoder(video)`` gives
+    features of all tokens for downstream use.
     """
-
-    #: True while :class:`~maskvid_edu.train.Trainer` trains the model: every mask then comes from
-    #: :meth:`make_mask`, so its count is known from the config and is verified on the device
-    #: instead of being read back from it (no host synchronisation in the step).
-    fixed_mask_count: bool = False
 
     def __init__(self, config: VideoMAEConfig | None = None, **overrides):
         super().__init__()
@@ -143,11 +132,9 @@ class VideoMAE(nn.Module):
 
     # -- masks -----------------------------------------------------------------------------
 
-    def make_mask(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The encoder mask for ``video``: bool ``(B, N)``, tube (or random) at ``config.mask_ratio``."""
-        grid = self.encoder.token_grid(video)
-        masker = tube_mask if self.config.mask_type == "tube" else random_mask
-        return masker(video.shape[0], grid, self.config.mask_ratio, generator=generator, device=video.device)
+    def mask_grid(self, video: torch.Tensor) -> tuple[int, int, int]:
+        """The encoder's token grid ``(t, h, w)`` of ``video``."""
+        return self.encoder.token_grid(video)
 
     def make_decoder_mask(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor | None:
         """VideoMAE V2's running-cell decoder mask, bool ``(B, N)`` with True = *not* reconstructed;
@@ -200,7 +187,7 @@ class VideoMAE(nn.Module):
         grid = self.encoder.token_grid(video)
         N = grid[0] * grid[1] * grid[2]
         fixed = self.fixed_mask_count  # counts from the config: no host synchronisation
-        M = check_mask(mask, N, count=mask_count(c.mask_type, grid, c.mask_ratio) if fixed else None)
+        M = check_mask(mask, N, count=self.expected_mask_count(grid))
         if decoder_mask is None and c.decoder_mask_ratio > 0:
             decoder_mask = self.make_decoder_mask(video)
         if decoder_mask is not None:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from ..masking import check_mask, token_index, tokens_at  # token_index is re-exported here
+from .base import check_divisible, check_mask_batch, check_positive_ints, check_video
 from .registry import replace_config
 
 __all__ = [
@@ -106,16 +107,8 @@ class ViTConfig:
     pos_resize: str = "interpolate"
 
     def __post_init__(self):
-        for name in ("img_size", "num_frames", "tubelet", "patch", "in_chans", "dim", "depth", "heads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.img_size % self.patch:
-            raise ValueError(f"img_size {self.img_size} must be divisible by patch {self.patch}")
-        if self.num_frames % self.tubelet:
-            raise ValueError(f"num_frames {self.num_frames} must be divisible by tubelet {self.tubelet}")
-        if self.dim % self.heads:
-            raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
+        check_positive_ints(self, ("img_size", "num_frames", "tubelet", "patch", "in_chans", "dim", "depth", "heads"))
+        check_divisible(self, (("img_size", "patch"), ("num_frames", "tubelet"), ("dim", "heads")))
         if not self.mlp_ratio > 0:
             raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio!r}")
         for name in ("drop_path", "attn_drop", "head_drop"):
@@ -439,8 +432,7 @@ class VisionTransformer(nn.Module):
     def token_grid(self, video: torch.Tensor) -> tuple[int, int, int]:
         """The token grid ``(t, h, w)`` of ``video`` ``(B, C, T, H, W)``; ValueError if it does not fit."""
         c = self.config
-        if not isinstance(video, torch.Tensor) or video.dim() != 5:
-            raise ValueError(f"video must be a (B, C, T, H, W) tensor, got {getattr(video, 'shape', type(video))}")
+        check_video(video)
         B, C, T, H, W = video.shape
         if C != c.in_chans:
             raise ValueError(f"video must have {c.in_chans} channels at dim 1 (B, C, T, H, W), got shape {tuple(video.shape)}")
@@ -477,8 +469,7 @@ class VisionTransformer(nn.Module):
             x = x + pos.to(x.dtype)
         else:
             M = check_mask(mask, N, count=masked_count)
-            if mask.shape[0] != video.shape[0]:
-                raise ValueError(f"mask has batch {mask.shape[0]} but video has batch {video.shape[0]}")
+            check_mask_batch(mask, video)
             visible = token_index(~mask, N - M)  # (B, N_vis)
             x = self.patch_embed(video, visible)  # (B, N_vis, dim)
             x = x + pos[visible].to(x.dtype)  # each visible token keeps its position in the full clip
