@@ -127,3 +127,50 @@ def test_tokens_at_is_the_boolean_gather():
     x = torch.randn(3, 10, 5)
     select = torch.stack([torch.randperm(10, generator=seeded(i)) < 4 for i in range(3)])  # (3, 10), 4 per row
     assert torch.equal(tokens_at(x, token_index(select, 4)), x[select].view(3, 4, 5))
+
+
+def test_every_registered_factory_is_a_module_level_def_of_its_name():
+    import inspect
+    import sys
+
+    from maskvid_edu.models import list_models
+    from maskvid_edu.models.registry import factory
+
+    names = list_models()
+    assert len(names) == len(set(names)) > 30
+    for name in names:
+        fn = factory(name)
+        assert fn.__name__ == fn.__qualname__ == name
+        module = sys.modules[fn.__module__]
+        assert getattr(module, name) is fn  # a module-level def, found by `grep "def <name>"`
+        assert f"\ndef {name}(" in inspect.getsource(module)
+        assert f'@register("{name}")\ndef {name}(' in inspect.getsource(module)
+        assert fn.__doc__
+
+
+def test_factory_of_an_unknown_name_lists_the_known_ones():
+    from maskvid_edu.models.registry import factory
+
+    with pytest.raises(ValueError, match="videomae_vit_demo"):
+        factory("videomae_vit_xxl")
+
+
+def test_sizes_come_from_one_table():
+    from maskvid_edu.models.mam2 import MAM2_SIZES, mam2_config
+    from maskvid_edu.models.videomae import DECODER_SIZES, videomae_config
+    from maskvid_edu.models.vit import VIT_DEMO, VIT_SIZES, encoder_fields, vit_config
+
+    assert set(DECODER_SIZES) == set(VIT_SIZES) | {"demo"}
+    assert encoder_fields("demo") == VIT_DEMO
+    for size in DECODER_SIZES:
+        encoder = vit_config(size)
+        assert videomae_config(size).encoder_config() == encoder
+        if size in MAM2_SIZES:
+            c = mam2_config(size)
+            assert c.encoder_config() == encoder
+            assert (c.appearance_dim, c.appearance_heads) == (c.motion_dim, c.motion_heads) == (
+                DECODER_SIZES[size]["decoder_dim"], DECODER_SIZES[size]["decoder_heads"])
+    with pytest.raises(ValueError, match="size"):
+        videomae_config("xl")
+    with pytest.raises(ValueError, match="size"):
+        mam2_config("h")

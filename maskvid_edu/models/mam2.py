@@ -89,10 +89,12 @@ from ..targets import BORDER_RULES, MOTION_NORMALIZATIONS, code_targets, make_ta
 from .base import PretrainModel, check_divisible, check_mask_batch, check_mask_fields, check_positive_ints, check_video
 from .output import PretrainOutput
 from .registry import register, replace_config
+from .videomae import DECODER_SIZES
 from .vit import (
     EncoderFields,
     Mlp,
     VisionTransformer,
+    encoder_fields,
     init_weights,
     make_blocks,
     position_embedding,
@@ -100,7 +102,8 @@ from .vit import (
     sinusoid_table,
 )
 
-__all__ = ["MAM2Config", "MAM2", "CrossAttention", "RegressorBlock", "Regressor", "MAM2Decoder"]
+__all__ = ["MAM2Config", "MAM2", "CrossAttention", "RegressorBlock", "Regressor", "MAM2Decoder", "MAM2_SIZES",
+           "mam2_config"]
 
 APPEARANCE_TARGETS = ("auto", "codes", "pixels_norm")
 CLIP_FRAMES = ("plus_one", "exact")
@@ -514,42 +517,51 @@ class MAM2(PretrainModel):
 # --------------------------------------------------------------------------------------------
 
 
-def _build(overrides: dict, **defaults) -> MAM2:
-    overrides = dict(overrides)
-    tokenizer = overrides.pop("tokenizer", None)
-    return MAM2(replace_config(MAM2Config(**defaults), overrides), tokenizer=tokenizer)
+#: MAM2's sizes (our choice, see the module docstring), all from the two VideoMAE tables: the
+#: encoder of :func:`~maskvid_edu.models.vit.encoder_fields`, the regressor at the encoder's width
+#: and heads, each decoder as wide as VideoMAE's decoder of that size
+#: (:data:`~maskvid_edu.models.videomae.DECODER_SIZES`) and 4 blocks deep (2 in the CPU preset).
+MAM2_SIZES: tuple[str, ...] = ("s", "b", "l", "demo")
+
+
+def mam2_config(size: str, **overrides) -> MAM2Config:
+    """The :class:`MAM2Config` of a size of :data:`MAM2_SIZES`; overrides replace fields."""
+    if size not in MAM2_SIZES:
+        raise ValueError(f"size must be one of {list(MAM2_SIZES)}, got {size!r}")
+    encoder, decoder = encoder_fields(size), DECODER_SIZES[size]
+    width, heads = decoder["decoder_dim"], decoder["decoder_heads"]
+    fields = dict(encoder, regressor_heads=encoder["heads"], appearance_dim=width, appearance_heads=heads,
+                  motion_dim=width, motion_heads=heads)
+    if size == "demo":
+        fields.update(regressor_depth=2, appearance_depth=2, motion_depth=2)
+    return replace_config(MAM2Config(**fields), overrides)
 
 
 @register("mam2_vit_s")
-def mam2_vit_s(**overrides) -> MAM2:
+def mam2_vit_s(*, tokenizer: nn.Module | None = None, **overrides) -> MAM2:
     """ViT-S/16 encoder; regressor 4 blocks at 384 (6 heads); each decoder 192 wide, 3 heads, 4 deep.
     Pass ``tokenizer=`` for code targets."""
-    return _build(overrides, dim=384, depth=12, heads=6, regressor_heads=6,
-                  appearance_dim=192, appearance_heads=3, motion_dim=192, motion_heads=3)
+    return MAM2(mam2_config("s", **overrides), tokenizer=tokenizer)
 
 
 @register("mam2_vit_b")
-def mam2_vit_b(**overrides) -> MAM2:
+def mam2_vit_b(*, tokenizer: nn.Module | None = None, **overrides) -> MAM2:
     """ViT-B/16 encoder (the paper's main model); regressor 4 blocks at 768 (12 heads); each
     decoder 384 wide, 6 heads, 4 deep. Pass ``tokenizer=`` for code targets."""
-    return _build(overrides, dim=768, depth=12, heads=12, regressor_heads=12,
-                  appearance_dim=384, appearance_heads=6, motion_dim=384, motion_heads=6)
+    return MAM2(mam2_config("b", **overrides), tokenizer=tokenizer)
 
 
 @register("mam2_vit_l")
-def mam2_vit_l(**overrides) -> MAM2:
+def mam2_vit_l(*, tokenizer: nn.Module | None = None, **overrides) -> MAM2:
     """ViT-L/16 encoder; regressor 4 blocks at 1024 (16 heads); each decoder 512 wide, 8 heads,
     4 deep. Pass ``tokenizer=`` for code targets."""
-    return _build(overrides, dim=1024, depth=24, heads=16, regressor_heads=16,
-                  appearance_dim=512, appearance_heads=8, motion_dim=512, motion_heads=8)
+    return MAM2(mam2_config("l", **overrides), tokenizer=tokenizer)
 
 
 @register("mam2_vit_demo")
-def mam2_vit_demo(**overrides) -> MAM2:
+def mam2_vit_demo(*, tokenizer: nn.Module | None = None, **overrides) -> MAM2:
     """CPU preset with ``videomae_vit_demo``'s encoder: 8 frames (+1 for motion) of 64×64,
     tubelet 2, patch 8 → 4×8×8 = 256 tokens; encoder 128 wide, 4 deep, 4 heads; regressor 2
     blocks; each decoder 64 wide, 2 heads, 2 deep. With ``vqvae_demo`` (f = 8) each token
     holds 2 codes."""
-    return _build(overrides, img_size=64, num_frames=8, tubelet=2, patch=8, dim=128, depth=4, heads=4,
-                  regressor_depth=2, regressor_heads=4, appearance_dim=64, appearance_depth=2, appearance_heads=2,
-                  motion_dim=64, motion_depth=2, motion_heads=2)
+    return MAM2(mam2_config("demo", **overrides), tokenizer=tokenizer)

@@ -576,23 +576,63 @@ def pair_reconstruction(model: VideoMAC, video: torch.Tensor, mask: torch.Tensor
 
 
 def _build(overrides: dict, **defaults) -> VideoMAC:
+    """``VideoMAC(VideoMACConfig(**defaults))`` with ``overrides``; every size below is 224² frame
+    pairs, mask 0.75 at 32 px, decoder 1 block at 512 unless it says otherwise."""
     return VideoMAC(replace_config(VideoMACConfig(**defaults), overrides))
 
 
-def _convnext_factory(size: str):
-    def factory(**overrides) -> VideoMAC:
-        return _build(overrides, encoder=f"convnextv2_{size}")
-
-    depths, dims = CONVNEXTV2_SIZES[size]
-    factory.__name__ = factory.__qualname__ = f"videomac_convnextv2_{size}"
-    factory.__doc__ = (f"VideoMAC with a sparse ConvNeXt V2-{size} encoder (depths {depths}, dims {dims}); "
-                       "decoder 1 block at 512; 224² frame pairs, mask 0.75 at 32 px.")
-    return factory
+@register("videomac_convnextv2_atto")
+def videomac_convnextv2_atto(**overrides) -> VideoMAC:
+    """VideoMAC with a sparse ConvNeXt V2-atto encoder (:data:`CONVNEXTV2_SIZES` ``["atto"]``)."""
+    return _build(overrides, encoder="convnextv2_atto")
 
 
-for _size in CONVNEXTV2_SIZES:  # videomac_convnextv2_{atto, …, huge}; the demo preset is below
-    if _size != "demo":
-        register(f"videomac_convnextv2_{_size}")(_convnext_factory(_size))
+@register("videomac_convnextv2_femto")
+def videomac_convnextv2_femto(**overrides) -> VideoMAC:
+    """VideoMAC with a sparse ConvNeXt V2-femto encoder (:data:`CONVNEXTV2_SIZES` ``["femto"]``)."""
+    return _build(overrides, encoder="convnextv2_femto")
+
+
+@register("videomac_convnextv2_pico")
+def videomac_convnextv2_pico(**overrides) -> VideoMAC:
+    """VideoMAC with a sparse ConvNeXt V2-pico encoder (:data:`CONVNEXTV2_SIZES` ``["pico"]``)."""
+    return _build(overrides, encoder="convnextv2_pico")
+
+
+@register("videomac_convnextv2_nano")
+def videomac_convnextv2_nano(**overrides) -> VideoMAC:
+    """VideoMAC with a sparse ConvNeXt V2-nano encoder (:data:`CONVNEXTV2_SIZES` ``["nano"]``)."""
+    return _build(overrides, encoder="convnextv2_nano")
+
+
+@register("videomac_convnextv2_tiny")
+def videomac_convnextv2_tiny(**overrides) -> VideoMAC:
+    """VideoMAC with a sparse ConvNeXt V2-tiny encoder (:data:`CONVNEXTV2_SIZES` ``["tiny"]``)."""
+    return _build(overrides, encoder="convnextv2_tiny")
+
+
+@register("videomac_convnextv2_small")
+def videomac_convnextv2_small(**overrides) -> VideoMAC:
+    """VideoMAC with a sparse ConvNeXt V2-small encoder — VideoMAC's ConvNeXtV2-S (:data:`CONVNEXTV2_SIZES` ``["small"]``)."""
+    return _build(overrides, encoder="convnextv2_small")
+
+
+@register("videomac_convnextv2_base")
+def videomac_convnextv2_base(**overrides) -> VideoMAC:
+    """VideoMAC with a sparse ConvNeXt V2-base encoder (:data:`CONVNEXTV2_SIZES` ``["base"]``)."""
+    return _build(overrides, encoder="convnextv2_base")
+
+
+@register("videomac_convnextv2_large")
+def videomac_convnextv2_large(**overrides) -> VideoMAC:
+    """VideoMAC with a sparse ConvNeXt V2-large encoder (:data:`CONVNEXTV2_SIZES` ``["large"]``)."""
+    return _build(overrides, encoder="convnextv2_large")
+
+
+@register("videomac_convnextv2_huge")
+def videomac_convnextv2_huge(**overrides) -> VideoMAC:
+    """VideoMAC with a sparse ConvNeXt V2-huge encoder (:data:`CONVNEXTV2_SIZES` ``["huge"]``)."""
+    return _build(overrides, encoder="convnextv2_huge")
 
 
 @register("videomac_resnet18")

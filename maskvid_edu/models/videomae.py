@@ -43,6 +43,7 @@ from .registry import register, replace_config
 from .vit import (
     EncoderFields,
     VisionTransformer,
+    encoder_fields,
     init_weights,
     make_blocks,
     position_embedding,
@@ -50,7 +51,7 @@ from .vit import (
     sinusoid_table,
 )
 
-__all__ = ["VideoMAEConfig", "VideoMAE", "VideoMAEDecoder"]
+__all__ = ["VideoMAEConfig", "VideoMAE", "VideoMAEDecoder", "DECODER_SIZES", "videomae_config"]
 
 
 @dataclass
@@ -216,44 +217,58 @@ class VideoMAE(PretrainModel):
 # --------------------------------------------------------------------------------------------
 
 
-def _build(overrides: dict, **defaults) -> VideoMAE:
-    return VideoMAE(replace_config(VideoMAEConfig(**defaults), overrides))
+#: VideoMAE's decoder for each encoder size of :data:`~maskvid_edu.models.vit.VIT_SIZES` (and the
+#: CPU preset): 4 blocks for S and B, 12 as in the official scripts for L and H; V2's g decodes
+#: with running-cell masking at 0.5.
+DECODER_SIZES: dict[str, dict] = {
+    "s": dict(decoder_dim=192, decoder_heads=3, decoder_depth=4),
+    "b": dict(decoder_dim=384, decoder_heads=6, decoder_depth=4),
+    "l": dict(decoder_dim=512, decoder_heads=8, decoder_depth=12),
+    "h": dict(decoder_dim=640, decoder_heads=8, decoder_depth=12),
+    "g": dict(decoder_dim=512, decoder_heads=8, decoder_depth=4, decoder_mask_ratio=0.5),
+    "demo": dict(decoder_dim=64, decoder_heads=2, decoder_depth=2),
+}
+
+
+def videomae_config(size: str, **overrides) -> VideoMAEConfig:
+    """The :class:`VideoMAEConfig` of a size: the encoder of
+    :func:`~maskvid_edu.models.vit.encoder_fields` with its decoder from :data:`DECODER_SIZES`."""
+    if size not in DECODER_SIZES:
+        raise ValueError(f"size must be one of {list(DECODER_SIZES)}, got {size!r}")
+    return replace_config(VideoMAEConfig(**encoder_fields(size), **DECODER_SIZES[size]), overrides)
 
 
 @register("videomae_vit_s")
 def videomae_vit_s(**overrides) -> VideoMAE:
     """ViT-S/16 encoder (22 M), decoder 192 wide, 3 heads, 4 deep."""
-    return _build(overrides, dim=384, depth=12, heads=6, decoder_dim=192, decoder_heads=3, decoder_depth=4)
+    return VideoMAE(videomae_config("s", **overrides))
 
 
 @register("videomae_vit_b")
 def videomae_vit_b(**overrides) -> VideoMAE:
     """ViT-B/16 encoder (86 M), decoder 384 wide, 6 heads, 4 deep — the paper's main model."""
-    return _build(overrides, dim=768, depth=12, heads=12, decoder_dim=384, decoder_heads=6, decoder_depth=4)
+    return VideoMAE(videomae_config("b", **overrides))
 
 
 @register("videomae_vit_l")
 def videomae_vit_l(**overrides) -> VideoMAE:
     """ViT-L/16 encoder (304 M), decoder 512 wide, 8 heads, **12 deep** as in the official
     Kinetics/SSv2 scripts and released checkpoints (``decoder_depth=4`` gives the model file's default)."""
-    return _build(overrides, dim=1024, depth=24, heads=16, decoder_dim=512, decoder_heads=8, decoder_depth=12)
+    return VideoMAE(videomae_config("l", **overrides))
 
 
 @register("videomae_vit_h")
 def videomae_vit_h(**overrides) -> VideoMAE:
     """ViT-H/16 encoder (632 M), decoder 640 wide, 8 heads, **12 deep** as in the official
     scripts (which also turn on activation checkpointing: ``use_checkpoint=True``)."""
-    return _build(overrides, dim=1280, depth=32, heads=16, decoder_dim=640, decoder_heads=8, decoder_depth=12)
+    return VideoMAE(videomae_config("h", **overrides))
 
 
 @register("videomae_vit_g")
 def videomae_vit_g(**overrides) -> VideoMAE:
     """VideoMAE V2's ViT-g/14 (1.01 B): 1408 wide, 40 deep, 16 heads, MLP ratio 48/11, patch 14;
     decoder 512 wide, 8 heads, 4 deep; running-cell decoder masking at 0.5."""
-    return _build(
-        overrides, dim=1408, depth=40, heads=16, mlp_ratio=48 / 11, patch=14,
-        decoder_dim=512, decoder_heads=8, decoder_depth=4, decoder_mask_ratio=0.5,
-    )
+    return VideoMAE(videomae_config("g", **overrides))
 
 
 @register("videomae_vit_demo")
@@ -261,7 +276,4 @@ def videomae_vit_demo(**overrides) -> VideoMAE:
     """CPU preset: 8 frames of 64×64, tubelet 2, patch 8 → 4×8×8 = 256 tokens; encoder 128 wide,
     4 deep, 4 heads (0.8 M); decoder 64 wide, 2 deep, 2 heads. A training step at batch 8 takes
     tens of milliseconds on two cores, so a notebook pre-trains it in about a minute."""
-    return _build(
-        overrides, img_size=64, num_frames=8, tubelet=2, patch=8, dim=128, depth=4, heads=4,
-        decoder_dim=64, decoder_depth=2, decoder_heads=2,
-    )
+    return VideoMAE(videomae_config("demo", **overrides))

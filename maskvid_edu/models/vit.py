@@ -21,7 +21,8 @@ checkpoints depend on them, and keep its parameter names so those checkpoints lo
 What we change: attention runs through ``torch.nn.functional.scaled_dot_product_attention``
 (fused kernels, no ``N × N`` matrix in memory where the backend allows), and the encoder embeds
 only the visible tubelets when given a mask (the same numbers; a tenth of the embedding work at
-90 % masking). Sizes S/B/L/H (VideoMAE) and g (VideoMAE V2) sit in :data:`VIT_SIZES`.
+90 % masking). Sizes S/B/L/H (VideoMAE) and g (VideoMAE V2) sit in :data:`VIT_SIZES`, the
+course's CPU preset in :data:`VIT_DEMO`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ __all__ = [
     "ViTConfig",
     "EncoderFields",
     "VIT_SIZES",
+    "VIT_DEMO",
+    "encoder_fields",
     "vit_config",
     "sinusoid_table",
     "position_embedding",
@@ -140,11 +143,26 @@ VIT_SIZES: dict[str, dict] = {
 }
 
 
-def vit_config(size: str, **overrides) -> ViTConfig:
-    """The :class:`ViTConfig` of a published size (``"s"``, ``"b"``, ``"l"``, ``"h"``, ``"g"``)."""
+#: The course's CPU encoder (of ``videomae_vit_demo`` and ``mam2_vit_demo``): 8 frames of 64×64,
+#: tubelet 2, patch 8 → 4×8×8 = 256 tokens; 128 wide, 4 deep, 4 heads (0.8 M parameters).
+VIT_DEMO: dict = dict(img_size=64, num_frames=8, tubelet=2, patch=8, dim=128, depth=4, heads=4)
+
+
+def encoder_fields(size: str) -> dict:
+    """The encoder fields of a size: :data:`VIT_SIZES` ``[size]``, or :data:`VIT_DEMO` for ``"demo"``.
+
+    The one table every ViT model family builds its published sizes from.
+    """
+    if size == "demo":
+        return dict(VIT_DEMO)
     if size not in VIT_SIZES:
-        raise ValueError(f"size must be one of {sorted(VIT_SIZES)}, got {size!r}")
-    return replace_config(ViTConfig(**VIT_SIZES[size]), overrides)
+        raise ValueError(f"size must be one of {sorted(VIT_SIZES) + ['demo']}, got {size!r}")
+    return dict(VIT_SIZES[size])
+
+
+def vit_config(size: str, **overrides) -> ViTConfig:
+    """The :class:`ViTConfig` of a published size (``"s"``, ``"b"``, ``"l"``, ``"h"``, ``"g"``) or ``"demo"``."""
+    return replace_config(ViTConfig(**encoder_fields(size)), overrides)
 
 
 # --------------------------------------------------------------------------------------------
