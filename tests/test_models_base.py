@@ -174,3 +174,18 @@ def test_sizes_come_from_one_table():
         videomae_config("xl")
     with pytest.raises(ValueError, match="size"):
         mam2_config("h")
+
+
+def test_encoder_fields_are_vit_config_fields():
+    import dataclasses
+
+    from maskvid_edu.models.vit import ENCODER_FIELDS, EncoderFields, ViTConfig
+
+    vit = {f.name: f for f in dataclasses.fields(ViTConfig)}
+    ours = dataclasses.fields(EncoderFields)
+    assert tuple(f.name for f in ours) == ENCODER_FIELDS == tuple(n for n in vit if n in ENCODER_FIELDS)
+    for f in ours:
+        assert (f.type, f.default) == (vit[f.name].type, vit[f.name].default)
+    assert EncoderFields(dim=384, heads=6).encoder_config() == ViTConfig(dim=384, heads=6)
+    for config in (VideoMAEConfig, MAM2Config):
+        assert tuple(f.name for f in dataclasses.fields(config))[: len(ENCODER_FIELDS)] == ENCODER_FIELDS

@@ -113,11 +113,9 @@ CLIP_FRAMES = ("plus_one", "exact")
 class MAM2Config(EncoderFields):
     """One MAM2 pre-training model.
 
-    Encoder fields are those of :class:`~maskvid_edu.models.vit.ViTConfig` and
-    :class:`~maskvid_edu.models.videomae.VideoMAEConfig` (img_size, num_frames, tubelet, patch,
-    in_chans, dim, depth, heads, mlp_ratio, qkv_bias, drop_path, layer_scale_init, ln_eps,
-    use_checkpoint); regressor and decoders share the MLP ratio, qkv bias, layer scale and
-    LayerNorm epsilon. ``num_frames`` is ``T``, the frames the encoder sees.
+    Encoder fields: those of :class:`~maskvid_edu.models.videomae.VideoMAEConfig`
+    (:data:`~maskvid_edu.models.vit.ENCODER_FIELDS`); regressor and decoders share the MLP ratio,
+    qkv bias, layer scale and LayerNorm epsilon. ``num_frames`` is ``T``, the frames the encoder sees.
 
     regressor_depth, regressor_heads: the cross-attention regressor (width = ``dim``).
     regressor_self_attention: queries also attend to each other (CAE), else only to the visible

@@ -58,10 +58,10 @@ __all__ = ["VideoMAEConfig", "VideoMAE", "VideoMAEDecoder", "DECODER_SIZES", "vi
 class VideoMAEConfig(EncoderFields):
     """One VideoMAE pre-training model.
 
-    Encoder fields are those of :class:`~maskvid_edu.models.vit.ViTConfig` (img_size,
-    num_frames, tubelet, patch, in_chans, dim, depth, heads, mlp_ratio, qkv_bias, drop_path,
-    layer_scale_init, ln_eps, use_checkpoint); the decoder uses the same MLP ratio, qkv bias,
-    layer scale, LayerNorm epsilon and drop-path rate, as the official code.
+    Encoder fields: those of :class:`~maskvid_edu.models.vit.ViTConfig` named in
+    :data:`~maskvid_edu.models.vit.ENCODER_FIELDS` (input size, tubelet and patch, width, depth,
+    heads, …); the decoder uses the same MLP ratio, qkv bias, layer scale, LayerNorm epsilon and
+    drop-path rate, as the official code.
 
     decoder_dim, decoder_depth, decoder_heads: the decoder (B: 384, 4, 6).
     mask_ratio: share of tokens hidden from the encoder (0.9; 0.75 on UCF101).

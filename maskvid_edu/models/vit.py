@@ -41,6 +41,7 @@ from .registry import replace_config
 __all__ = [
     "ViTConfig",
     "EncoderFields",
+    "ENCODER_FIELDS",
     "VIT_SIZES",
     "VIT_DEMO",
     "encoder_fields",
@@ -165,39 +166,41 @@ def vit_config(size: str, **overrides) -> ViTConfig:
     return replace_config(ViTConfig(**encoder_fields(size)), overrides)
 
 
-# --------------------------------------------------------------------------------------------
-# Position embedding: fixed, 1-D over the flattened token index
-# --------------------------------------------------------------------------------------------
+#: The :class:`ViTConfig` fields a pre-training config (VideoMAE, MAM2) carries for its encoder.
+#: The others (attention dropout, the fine-tuning head, ``pos_resize``) keep their defaults there.
+ENCODER_FIELDS: tuple[str, ...] = (
+    "img_size", "num_frames", "tubelet", "patch", "in_chans", "dim", "depth", "heads", "mlp_ratio", "qkv_bias",
+    "drop_path", "layer_scale_init", "ln_eps", "use_checkpoint",
+)
 
 
+def _dataclass_with_fields_of(source, names: tuple[str, ...]):
+    """Class decorator: a dataclass whose fields are ``source``'s fields ``names`` — types,
+    defaults and order as written there, so they are written once."""
 
-@dataclass
+    def decorate(cls):
+        chosen = [f for f in fields(source) if f.name in names]
+        if len(chosen) != len(names):
+            raise ValueError(f"{source.__name__} has no field(s) {sorted(set(names) - {f.name for f in chosen})}")
+        cls.__annotations__ = {f.name: f.type for f in chosen}
+        for f in chosen:
+            setattr(cls, f.name, f.default)
+        return dataclass(cls)
+
+    return decorate
+
+
+@_dataclass_with_fields_of(ViTConfig, ENCODER_FIELDS)
 class EncoderFields:
-    """The encoder half of a pre-training config (VideoMAE, MAM2): the fields that build its
-    :class:`VisionTransformer`, with the published ViT-B values as defaults.
+    """The encoder half of a pre-training config (VideoMAE, MAM2): the :class:`ViTConfig` fields
+    named in :data:`ENCODER_FIELDS`, with ViTConfig's defaults (the published ViT-B values).
 
     Subclasses add their decoder/target fields; :meth:`encoder_config` picks out the
     :class:`ViTConfig` (which validates them), so the encoder is defined in one place.
     """
 
-    img_size: int = 224
-    num_frames: int = 16
-    tubelet: int = 2
-    patch: int = 16
-    in_chans: int = 3
-    dim: int = 768
-    depth: int = 12
-    heads: int = 12
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True
-    drop_path: float = 0.0
-    layer_scale_init: float | None = None
-    ln_eps: float = 1e-6
-    use_checkpoint: bool = False
-
     def encoder_config(self) -> ViTConfig:
-        shared = {f.name for f in fields(ViTConfig)} & {f.name for f in fields(self)}
-        return ViTConfig(**{name: getattr(self, name) for name in shared})
+        return ViTConfig(**{name: getattr(self, name) for name in ENCODER_FIELDS})
 
     @property
     def grid(self) -> tuple[int, int, int]:
@@ -207,6 +210,11 @@ class EncoderFields:
     def patch_values(self) -> int:
         """Values per tubelet, the pixel heads' output width: ``tubelet·p·p·C``."""
         return self.tubelet * self.patch * self.patch * self.in_chans
+
+
+# --------------------------------------------------------------------------------------------
+# Position embedding: fixed, 1-D over the flattened token index
+# --------------------------------------------------------------------------------------------
 
 
 def sinusoid_table(num_tokens: int, dim: int) -> torch.Tensor:
