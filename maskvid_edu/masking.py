@@ -49,6 +49,7 @@ __all__ = [
     "MASKERS",
     "check_mask",
     "token_index",
+    "tokens_at",
     "gather_tokens",
     "visible_tokens",
     "masked_tokens",
@@ -288,6 +289,15 @@ def token_index(select: torch.Tensor, count: int | None = None) -> torch.Tensor:
     if count is None:
         return select.nonzero()[:, 1].view(select.shape[0], -1)  # nonzero is row-major: sorted per row
     return torch.argsort((~select).to(torch.uint8), dim=1, stable=True)[:, :count]  # (B, K) selected first, in order
+
+
+def tokens_at(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The tokens at ``index``, sample by sample: ``x (B, N, ...)``, ``index (B, K)`` → ``(B, K, ...)``.
+
+    ``out[b, k] = x[b, index[b, k]]``; with ``index = token_index(select)`` it keeps the tokens
+    where ``select`` is True, as :func:`gather_tokens` does.
+    """
+    return x[torch.arange(x.shape[0], device=x.device).unsqueeze(1), index]
 
 
 def gather_tokens(x: torch.Tensor, select: torch.Tensor, count: int | None = None) -> torch.Tensor:

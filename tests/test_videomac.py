@@ -12,10 +12,11 @@ from maskvid_edu import sparse, widgets
 from maskvid_edu.analysis import sparse_dissipation
 from maskvid_edu.data.synthetic import SyntheticConfig, SyntheticVideoDataset
 from maskvid_edu.data.transforms import denormalize, normalize
+from maskvid_edu.data.wrappers import FramePairs
 from maskvid_edu.ema import cosine_momentum
 from maskvid_edu.masking import masked_tokens, random_mask
 from maskvid_edu.models import create, list_models
-from maskvid_edu.models.videomac import FramePairs, VideoMAC, VideoMACConfig, pair_reconstruction
+from maskvid_edu.models.videomac import VideoMAC, VideoMACConfig, pair_reconstruction
 from maskvid_edu.train import CHECKPOINT_NAME, TrainConfig, load_checkpoint, train
 
 DEMOS = ("videomac_convnextv2_demo", "videomac_resnet_demo")

@@ -8,9 +8,10 @@ import torch
 
 from maskvid_edu import widgets
 from maskvid_edu.data.synthetic import SyntheticConfig, SyntheticVideoDataset
+from maskvid_edu.data.wrappers import FramePairs
 from maskvid_edu.ema import cosine_momentum
 from maskvid_edu.models import create
-from maskvid_edu.models.videomac import FramePairs, pair_reconstruction
+from maskvid_edu.models.videomac import pair_reconstruction
 
 
 def test_momentum_schedules_draw_the_global_curve_and_the_restarting_one():

@@ -5,10 +5,12 @@
     mask = model.make_mask(video)                # the method's default mask, bool (B, N)
     out = model(video, mask)                     # PretrainOutput: loss, pred, target, mask, terms
 
-Each family lives in one file and registers its sizes when imported below; adding a family is
-one import line.
+Every pre-training model is a :class:`~maskvid_edu.models.base.PretrainModel` (the contract, the
+mask rule). Each family lives in one file and registers its sizes when imported below, one
+``def`` per name built from the family's size table; adding a family is one import line.
 """
 
+from .base import PretrainModel
 from .output import PretrainOutput
 from .registry import create, list_models, register
 
@@ -18,4 +20,4 @@ from . import mam2  # noqa: E402,F401  mam2_vit_{s,b,l,demo}
 from . import convnextv2, resnet  # noqa: E402,F401  encoder_convnextv2_*, encoder_*resnet*
 from . import videomac  # noqa: E402,F401  videomac_convnextv2_*, videomac_resnet{18,50,50_tv,_demo}
 
-__all__ = ["create", "list_models", "register", "PretrainOutput"]
+__all__ = ["create", "list_models", "register", "PretrainModel", "PretrainOutput"]

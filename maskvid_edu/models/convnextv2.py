@@ -250,14 +250,61 @@ def build_convnextv2(size: str, **overrides) -> ConvNeXtV2Encoder:
     return ConvNeXtV2Encoder(replace_config(ConvNeXtV2Config(depths=depths, dims=dims), overrides))
 
 
-def _factory(size: str):
-    def factory(**overrides) -> ConvNeXtV2Encoder:
-        return build_convnextv2(size, **overrides)
-
-    factory.__name__ = factory.__qualname__ = f"encoder_convnextv2_{size}"
-    factory.__doc__ = f"ConvNeXt V2-{size} sparse encoder (depths, dims = {CONVNEXTV2_SIZES[size]})."
-    return factory
+@register("encoder_convnextv2_atto")
+def encoder_convnextv2_atto(**overrides) -> ConvNeXtV2Encoder:
+    """Sparse ConvNeXt V2-atto encoder (depths and dims: :data:`CONVNEXTV2_SIZES` ``["atto"]``)."""
+    return build_convnextv2("atto", **overrides)
 
 
-for _size in CONVNEXTV2_SIZES:  # encoder_convnextv2_{atto, …, huge, demo}
-    register(f"encoder_convnextv2_{_size}")(_factory(_size))
+@register("encoder_convnextv2_femto")
+def encoder_convnextv2_femto(**overrides) -> ConvNeXtV2Encoder:
+    """Sparse ConvNeXt V2-femto encoder (depths and dims: :data:`CONVNEXTV2_SIZES` ``["femto"]``)."""
+    return build_convnextv2("femto", **overrides)
+
+
+@register("encoder_convnextv2_pico")
+def encoder_convnextv2_pico(**overrides) -> ConvNeXtV2Encoder:
+    """Sparse ConvNeXt V2-pico encoder (depths and dims: :data:`CONVNEXTV2_SIZES` ``["pico"]``)."""
+    return build_convnextv2("pico", **overrides)
+
+
+@register("encoder_convnextv2_nano")
+def encoder_convnextv2_nano(**overrides) -> ConvNeXtV2Encoder:
+    """Sparse ConvNeXt V2-nano encoder (depths and dims: :data:`CONVNEXTV2_SIZES` ``["nano"]``)."""
+    return build_convnextv2("nano", **overrides)
+
+
+@register("encoder_convnextv2_tiny")
+def encoder_convnextv2_tiny(**overrides) -> ConvNeXtV2Encoder:
+    """Sparse ConvNeXt V2-tiny encoder (depths and dims: :data:`CONVNEXTV2_SIZES` ``["tiny"]``)."""
+    return build_convnextv2("tiny", **overrides)
+
+
+@register("encoder_convnextv2_small")
+def encoder_convnextv2_small(**overrides) -> ConvNeXtV2Encoder:
+    """Sparse ConvNeXt V2-small encoder (depths and dims: :data:`CONVNEXTV2_SIZES` ``["small"]``)."""
+    return build_convnextv2("small", **overrides)
+
+
+@register("encoder_convnextv2_base")
+def encoder_convnextv2_base(**overrides) -> ConvNeXtV2Encoder:
+    """Sparse ConvNeXt V2-base encoder (depths and dims: :data:`CONVNEXTV2_SIZES` ``["base"]``)."""
+    return build_convnextv2("base", **overrides)
+
+
+@register("encoder_convnextv2_large")
+def encoder_convnextv2_large(**overrides) -> ConvNeXtV2Encoder:
+    """Sparse ConvNeXt V2-large encoder (depths and dims: :data:`CONVNEXTV2_SIZES` ``["large"]``)."""
+    return build_convnextv2("large", **overrides)
+
+
+@register("encoder_convnextv2_huge")
+def encoder_convnextv2_huge(**overrides) -> ConvNeXtV2Encoder:
+    """Sparse ConvNeXt V2-huge encoder (depths and dims: :data:`CONVNEXTV2_SIZES` ``["huge"]``)."""
+    return build_convnextv2("huge", **overrides)
+
+
+@register("encoder_convnextv2_demo")
+def encoder_convnextv2_demo(**overrides) -> ConvNeXtV2Encoder:
+    """The sparse ConvNeXt V2 encoder of the CPU preset (:data:`CONVNEXTV2_SIZES` ``["demo"]``)."""
+    return build_convnextv2("demo", **overrides)

@@ -84,24 +84,26 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
-from ..masking import check_mask, mask_count, random_mask, tube_mask
+from ..masking import check_mask, token_index, tokens_at
 from ..targets import BORDER_RULES, MOTION_NORMALIZATIONS, code_targets, make_targets, motion_targets
+from .base import PretrainModel, check_divisible, check_mask_batch, check_mask_fields, check_positive_ints, check_video
 from .output import PretrainOutput
 from .registry import register, replace_config
+from .videomae import DECODER_SIZES
 from .vit import (
     EncoderFields,
     Mlp,
     VisionTransformer,
-    _gather,
+    encoder_fields,
     init_weights,
     make_blocks,
     position_embedding,
     run_blocks,
     sinusoid_table,
-    token_index,
 )
 
-__all__ = ["MAM2Config", "MAM2", "CrossAttention", "RegressorBlock", "Regressor", "MAM2Decoder"]
+__all__ = ["MAM2Config", "MAM2", "CrossAttention", "RegressorBlock", "Regressor", "MAM2Decoder", "MAM2_SIZES",
+           "mam2_config"]
 
 APPEARANCE_TARGETS = ("auto", "codes", "pixels_norm")
 CLIP_FRAMES = ("plus_one", "exact")
@@ -111,11 +113,9 @@ CLIP_FRAMES = ("plus_one", "exact")
 class MAM2Config(EncoderFields):
     """One MAM2 pre-training model.
 
-    Encoder fields are those of :class:`~maskvid_edu.models.vit.ViTConfig` and
-    :class:`~maskvid_edu.models.videomae.VideoMAEConfig` (img_size, num_frames, tubelet, patch,
-    in_chans, dim, depth, heads, mlp_ratio, qkv_bias, drop_path, layer_scale_init, ln_eps,
-    use_checkpoint); regressor and decoders share the MLP ratio, qkv bias, layer scale and
-    LayerNorm epsilon. ``num_frames`` is ``T``, the frames the encoder sees.
+    Encoder fields: those of :class:`~maskvid_edu.models.videomae.VideoMAEConfig`
+    (:data:`~maskvid_edu.models.vit.ENCODER_FIELDS`); regressor and decoders share the MLP ratio,
+    qkv bias, layer scale and LayerNorm epsilon. ``num_frames`` is ``T``, the frames the encoder sees.
 
     regressor_depth, regressor_heads: the cross-attention regressor (width = ``dim``).
     regressor_self_attention: queries also attend to each other (CAE), else only to the visible
@@ -160,15 +160,10 @@ class MAM2Config(EncoderFields):
 
     def __post_init__(self):
         self.encoder_config()  # validates the shared fields
-        for name in ("regressor_depth", "regressor_heads", "appearance_dim", "appearance_depth", "appearance_heads",
-                     "motion_dim", "motion_depth", "motion_heads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for width, heads in (("dim", "regressor_heads"), ("appearance_dim", "appearance_heads"),
-                             ("motion_dim", "motion_heads")):
-            if getattr(self, width) % getattr(self, heads):
-                raise ValueError(f"{width} {getattr(self, width)} must be divisible by {heads} {getattr(self, heads)}")
+        check_positive_ints(self, ("regressor_depth", "regressor_heads", "appearance_dim", "appearance_depth",
+                                   "appearance_heads", "motion_dim", "motion_depth", "motion_heads"))
+        check_divisible(self, (("dim", "regressor_heads"), ("appearance_dim", "appearance_heads"),
+                               ("motion_dim", "motion_heads")))
         if self.appearance_target not in APPEARANCE_TARGETS:
             raise ValueError(f"appearance_target must be one of {APPEARANCE_TARGETS}, got {self.appearance_target!r}")
         for name in ("codebook_size", "tokenizer_downsample"):
@@ -191,11 +186,7 @@ class MAM2Config(EncoderFields):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if self.w_appearance == 0 and self.w_motion == 0:
             raise ValueError("w_appearance and w_motion are both 0: nothing would be learnt")
-        if not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio!r}")
-        if self.mask_type not in ("tube", "random"):
-            raise ValueError(f"mask_type must be 'tube' or 'random', got {self.mask_type!r}")
-
+        check_mask_fields(self)
 
     @property
     def input_frames(self) -> int:
@@ -341,7 +332,7 @@ class MAM2Decoder(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-class MAM2(nn.Module):
+class MAM2(PretrainModel):
     """MAM2 pre-training model: ``model(video, mask) -> PretrainOutput``.
 
     Args:
@@ -350,13 +341,10 @@ class MAM2(nn.Module):
             frozen in place and held outside the module tree (see the module docstring).
 
     ``model.encoder`` is a :class:`~maskvid_edu.models.vit.VisionTransformer` with VideoMAE's
-    parameter names: its ``state_dict`` loads into a VideoMAE encoder and back, strictly.
+    parameter names: its ``state_dict`` loads into a VideoMAE encoder and back, strictly. The
+    encoder mask is ``config.mask_type`` at ``config.mask_ratio`` over the grid of the frames the
+    encoder sees (:class:`~maskvid_edu.models.base.PretrainModel`).
     """
-
-    #: True while :class:`~maskvid_edu.train.Trainer` trains the model: every mask then comes from
-    #: :meth:`make_mask`, so its count is known from the config and is verified on the device
-    #: instead of being read back from it (no host synchronisation in the step).
-    fixed_mask_count: bool = False
 
     def __init__(self, config: MAM2Config | None = None, tokenizer: nn.Module | None = None, **overrides):
         super().__init__()
@@ -419,8 +407,7 @@ class MAM2(nn.Module):
         """``(frames, motion_source)``: the encoder's ``T`` frames ``(B, C, T, H, W)`` and the clip
         the motion target is computed from (``T+1`` frames, or the same ``T`` with a border rule)."""
         c = self.config
-        if not isinstance(video, torch.Tensor) or video.dim() != 5:
-            raise ValueError(f"video must be a (B, C, T, H, W) tensor, got {getattr(video, 'shape', type(video))}")
+        check_video(video)
         if video.shape[2] != c.input_frames:
             rule = (f"num_frames + 1 = {c.input_frames} frames (clip_frames='plus_one': the extra frame gives the "
                     f"last motion target)" if c.clip_frames == "plus_one"
@@ -430,13 +417,10 @@ class MAM2(nn.Module):
             return video[:, :, : c.num_frames], video
         return video, video
 
-    def make_mask(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The encoder mask for ``video`` (as ``forward`` takes it): bool ``(B, N)``, tube (or
-        random) at ``config.mask_ratio``, on ``video.device``."""
+    def mask_grid(self, video: torch.Tensor) -> tuple[int, int, int]:
+        """The token grid ``(t, h, w)`` of the frames the encoder sees of ``video`` (as ``forward`` takes it)."""
         frames, _ = self.split_clip(video)
-        grid = self.encoder.token_grid(frames)
-        masker = tube_mask if self.config.mask_type == "tube" else random_mask
-        return masker(video.shape[0], grid, self.config.mask_ratio, generator=generator, device=video.device)
+        return self.encoder.token_grid(frames)
 
     # -- targets ---------------------------------------------------------------------------
 
@@ -459,7 +443,7 @@ class MAM2(nn.Module):
                 source.float(), c.tubelet, c.patch, c.motion_normalization, num_frames=c.num_frames, border=c.border
             )  # (B, N, P)
         if index is not None:
-            appearance, motion = _gather(appearance, index), _gather(motion, index)  # per-token targets: gather after
+            appearance, motion = tokens_at(appearance, index), tokens_at(motion, index)  # per-token targets: gather after
         return appearance, motion
 
     # -- forward ---------------------------------------------------------------------------
@@ -488,10 +472,8 @@ class MAM2(nn.Module):
         frames, _ = self.split_clip(video)
         grid = self.encoder.token_grid(frames)
         N = grid[0] * grid[1] * grid[2]
-        fixed = mask_count(c.mask_type, grid, c.mask_ratio) if self.fixed_mask_count else None
-        M = check_mask(mask, N, count=fixed)  # a known count: no host synchronisation
-        if mask.shape[0] != video.shape[0]:
-            raise ValueError(f"mask has batch {mask.shape[0]} but video has batch {video.shape[0]}")
+        M = check_mask(mask, N, count=self.expected_mask_count(grid))  # a known count: no host synchronisation
+        check_mask_batch(mask, video)
         visible_idx = token_index(~mask, N - M)  # (B, V)
         hidden_idx = token_index(mask, M)  # (B, M)
 
@@ -533,42 +515,51 @@ class MAM2(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def _build(overrides: dict, **defaults) -> MAM2:
-    overrides = dict(overrides)
-    tokenizer = overrides.pop("tokenizer", None)
-    return MAM2(replace_config(MAM2Config(**defaults), overrides), tokenizer=tokenizer)
+#: MAM2's sizes (our choice, see the module docstring), all from the two VideoMAE tables: the
+#: encoder of :func:`~maskvid_edu.models.vit.encoder_fields`, the regressor at the encoder's width
+#: and heads, each decoder as wide as VideoMAE's decoder of that size
+#: (:data:`~maskvid_edu.models.videomae.DECODER_SIZES`) and 4 blocks deep (2 in the CPU preset).
+MAM2_SIZES: tuple[str, ...] = ("s", "b", "l", "demo")
+
+
+def mam2_config(size: str, **overrides) -> MAM2Config:
+    """The :class:`MAM2Config` of a size of :data:`MAM2_SIZES`; overrides replace fields."""
+    if size not in MAM2_SIZES:
+        raise ValueError(f"size must be one of {list(MAM2_SIZES)}, got {size!r}")
+    encoder, decoder = encoder_fields(size), DECODER_SIZES[size]
+    width, heads = decoder["decoder_dim"], decoder["decoder_heads"]
+    fields = dict(encoder, regressor_heads=encoder["heads"], appearance_dim=width, appearance_heads=heads,
+                  motion_dim=width, motion_heads=heads)
+    if size == "demo":
+        fields.update(regressor_depth=2, appearance_depth=2, motion_depth=2)
+    return replace_config(MAM2Config(**fields), overrides)
 
 
 @register("mam2_vit_s")
-def mam2_vit_s(**overrides) -> MAM2:
+def mam2_vit_s(*, tokenizer: nn.Module | None = None, **overrides) -> MAM2:
     """ViT-S/16 encoder; regressor 4 blocks at 384 (6 heads); each decoder 192 wide, 3 heads, 4 deep.
     Pass ``tokenizer=`` for code targets."""
-    return _build(overrides, dim=384, depth=12, heads=6, regressor_heads=6,
-                  appearance_dim=192, appearance_heads=3, motion_dim=192, motion_heads=3)
+    return MAM2(mam2_config("s", **overrides), tokenizer=tokenizer)
 
 
 @register("mam2_vit_b")
-def mam2_vit_b(**overrides) -> MAM2:
+def mam2_vit_b(*, tokenizer: nn.Module | None = None, **overrides) -> MAM2:
     """ViT-B/16 encoder (the paper's main model); regressor 4 blocks at 768 (12 heads); each
     decoder 384 wide, 6 heads, 4 deep. Pass ``tokenizer=`` for code targets."""
-    return _build(overrides, dim=768, depth=12, heads=12, regressor_heads=12,
-                  appearance_dim=384, appearance_heads=6, motion_dim=384, motion_heads=6)
+    return MAM2(mam2_config("b", **overrides), tokenizer=tokenizer)
 
 
 @register("mam2_vit_l")
-def mam2_vit_l(**overrides) -> MAM2:
+def mam2_vit_l(*, tokenizer: nn.Module | None = None, **overrides) -> MAM2:
     """ViT-L/16 encoder; regressor 4 blocks at 1024 (16 heads); each decoder 512 wide, 8 heads,
     4 deep. Pass ``tokenizer=`` for code targets."""
-    return _build(overrides, dim=1024, depth=24, heads=16, regressor_heads=16,
-                  appearance_dim=512, appearance_heads=8, motion_dim=512, motion_heads=8)
+    return MAM2(mam2_config("l", **overrides), tokenizer=tokenizer)
 
 
 @register("mam2_vit_demo")
-def mam2_vit_demo(**overrides) -> MAM2:
+def mam2_vit_demo(*, tokenizer: nn.Module | None = None, **overrides) -> MAM2:
     """CPU preset with ``videomae_vit_demo``'s encoder: 8 frames (+1 for motion) of 64×64,
     tubelet 2, patch 8 → 4×8×8 = 256 tokens; encoder 128 wide, 4 deep, 4 heads; regressor 2
     blocks; each decoder 64 wide, 2 heads, 2 deep. With ``vqvae_demo`` (f = 8) each token
     holds 2 codes."""
-    return _build(overrides, img_size=64, num_frames=8, tubelet=2, patch=8, dim=128, depth=4, heads=4,
-                  regressor_depth=2, regressor_heads=4, appearance_dim=64, appearance_depth=2, appearance_heads=2,
-                  motion_dim=64, motion_depth=2, motion_heads=2)
+    return MAM2(mam2_config("demo", **overrides), tokenizer=tokenizer)

@@ -1,15 +1,17 @@
 """Model registry: every pre-training model by name, built from its config with overrides.
 
-A model family registers one factory per published size (and one CPU preset named ``*_demo``)::
+A model family registers one factory per published size (and one CPU preset named ``*_demo``),
+each a plain ``def`` named like the model and built from the family's one size table::
 
     @register("videomae_vit_b")
-    def videomae_vit_b(**overrides):
-        return VideoMAE(replace_config(VideoMAEConfig(dim=768, ...), overrides))
+    def videomae_vit_b(**overrides) -> VideoMAE:
+        return VideoMAE(videomae_config("b", **overrides))
 
 and every caller — trainer, CLI, notebooks — builds models the same way::
 
     model = create("videomae_vit_b", mask_ratio=0.75)   # any config field can be overridden
     list_models("videomae")                             # ['videomae_vit_b', ...]
+    help(factory("videomae_vit_b"))                     # what the name builds
 
 A factory receives the overrides as keyword arguments; :func:`replace_config` applies them to the
 family's config dataclass and rejects a field that does not exist with a ``ValueError`` naming it.
@@ -22,7 +24,7 @@ from typing import Callable
 
 import torch.nn as nn
 
-__all__ = ["register", "create", "list_models", "replace_config"]
+__all__ = ["register", "create", "factory", "list_models", "replace_config"]
 
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {}
 
@@ -36,11 +38,11 @@ def register(name: str) -> Callable:
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
 
-    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _FACTORIES and _FACTORIES[name] is not factory:
+    def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _FACTORIES and _FACTORIES[name] is not fn:
             raise ValueError(f"model name {name!r} is already registered (by {_FACTORIES[name].__module__})")
-        _FACTORIES[name] = factory
-        return factory
+        _FACTORIES[name] = fn
+        return fn
 
     return decorator
 
@@ -50,9 +52,14 @@ def create(name: str, **overrides) -> nn.Module:
 
     Raises ``ValueError`` for an unknown name (listing the known ones) or an unknown override.
     """
+    return factory(name)(**overrides)
+
+
+def factory(name: str) -> Callable[..., nn.Module]:
+    """The factory registered as ``name`` (its docstring says what it builds); ValueError if unknown."""
     if name not in _FACTORIES:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
-    return _FACTORIES[name](**overrides)
+    return _FACTORIES[name]
 
 
 def list_models(prefix: str | None = None) -> list[str]:

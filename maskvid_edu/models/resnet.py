@@ -246,14 +246,25 @@ def build_resnet(name: str, **overrides) -> SparseResNet:
     return SparseResNet(replace_config(ResNetConfig(**RESNET_SIZES[name]), overrides))
 
 
-def _factory(name: str):
-    def factory(**overrides) -> SparseResNet:
-        return build_resnet(name, **overrides)
-
-    factory.__name__ = factory.__qualname__ = f"encoder_{name}"
-    factory.__doc__ = f"Sparse ResNet encoder {name!r} ({RESNET_SIZES[name]})."
-    return factory
+@register("encoder_mac_resnet18")
+def encoder_mac_resnet18(**overrides) -> SparseResNet:
+    """VideoMAC's sparse ResNet-18 (LayerNorm + GELU, 4×4 stem; basic blocks 2-2-2-2)."""
+    return build_resnet("mac_resnet18", **overrides)
 
 
-for _name in RESNET_SIZES:  # encoder_mac_resnet18, encoder_mac_resnet50, encoder_resnet50_bn, encoder_resnet_demo
-    register(f"encoder_{_name}")(_factory(_name))
+@register("encoder_mac_resnet50")
+def encoder_mac_resnet50(**overrides) -> SparseResNet:
+    """VideoMAC's sparse ResNet-50 (LayerNorm + GELU, 4×4 stem; bottlenecks 3-4-6-3)."""
+    return build_resnet("mac_resnet50", **overrides)
+
+
+@register("encoder_resnet50_bn")
+def encoder_resnet50_bn(**overrides) -> SparseResNet:
+    """Sparse ResNet-50 in torchvision's layout (BatchNorm over visible sites, 7×7 stem + max-pool)."""
+    return build_resnet("resnet50_bn", **overrides)
+
+
+@register("encoder_resnet_demo")
+def encoder_resnet_demo(**overrides) -> SparseResNet:
+    """CPU preset: VideoMAC-style sparse ResNet, basic blocks 1-1-1-1, width 16."""
+    return build_resnet("resnet_demo", **overrides)

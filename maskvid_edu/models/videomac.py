@@ -77,9 +77,9 @@ Deliberate differences from the release, each a documented choice:
 **Input.** ``model(video, mask)`` takes ``video (B, C, T, H, W)`` with ``T ≥ frame_gap + 1``
 (ImageNet-normalised, ``H`` and ``W`` multiples of 32) and uses frames ``0`` and ``frame_gap``:
 a data pipeline that samples pairs (``sampling="pair"`` in :mod:`maskvid_edu.data.datasets`, or
-:class:`FramePairs` around any clip dataset) delivers ``T = 2``. The mask is the pair mask
-``(B, 2·h·w)`` from :meth:`VideoMAC.make_mask`, ``(h, w) = (H/32, W/32)``: the first ``h·w``
-entries for frame 1, the next ``h·w`` (identical) for frame 2.
+:class:`~maskvid_edu.data.wrappers.FramePairs` around any clip dataset) delivers ``T = 2``. The
+mask is the pair mask ``(B, 2·h·w)`` from :meth:`VideoMAC.make_mask`, ``(h, w) = (H/32, W/32)``:
+the first ``h·w`` entries for frame 1, the next ``h·w`` (identical) for frame 2.
 """
 
 from __future__ import annotations
@@ -87,18 +87,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
-from ..data.sampling import frame_pair
 from ..data.transforms import denormalize
 from ..ema import EMATarget, cosine_momentum, cosine_momentum_per_epoch_buggy
-from ..masking import check_mask, mask_count, masked_tokens, pair_mask
+from ..masking import check_mask, masked_tokens
 from ..patches import NORMALIZATIONS, denormalize_patches, normalize_patches, patchify, unpatchify
 from ..sparse import BACKENDS, to_dense, to_sparse
+from .base import PretrainModel, check_mask_batch, check_positive_ints, check_video
 from .convnextv2 import CONVNEXTV2_SIZES, MASK_PATCH, Block, build_convnextv2
 from .output import PretrainOutput
 from .registry import register, replace_config
@@ -109,7 +107,6 @@ __all__ = [
     "VideoMAC",
     "VideoMACDecoder",
     "VideoMACBranch",
-    "FramePairs",
     "build_encoder",
     "ENCODERS",
     "MOMENTUM_SCHEDULES",
@@ -178,10 +175,7 @@ class VideoMACConfig:
             raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path!r}")
         if self.drop_path > 0 and not self.encoder.startswith("convnextv2_"):
             raise ValueError(f"drop_path applies to ConvNeXt V2 encoders only, got encoder {self.encoder!r}")
-        for name in ("img_size", "num_frames", "frame_gap", "in_chans", "decoder_dim", "decoder_depth"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_ints(self, ("img_size", "num_frames", "frame_gap", "in_chans", "decoder_dim", "decoder_depth"))
         if self.img_size % MASK_PATCH:
             raise ValueError(f"img_size must be a multiple of {MASK_PATCH} (the encoder's stride), got {self.img_size}")
         if self.num_frames < self.frame_gap + 1:
@@ -292,18 +286,15 @@ class VideoMACBranch(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-class VideoMAC(nn.Module):
+class VideoMAC(PretrainModel):
     """VideoMAC pre-training model: ``model(video, mask) -> PretrainOutput``.
 
     Submodules: ``online`` (:class:`VideoMACBranch`, trained) and ``target``
     (:class:`~maskvid_edu.ema.EMATarget` of ``online``: no gradients, eval mode, in the
     ``state_dict`` so checkpoints restore it). Buffer ``ema_updates`` counts target updates.
+    The mask is the symmetric pair mask, a tube mask over the two frames
+    (:meth:`mask_rule`, :class:`~maskvid_edu.models.base.PretrainModel`).
     """
-
-    #: True while :class:`~maskvid_edu.train.Trainer` trains the model: every mask then comes from
-    #: :meth:`make_mask`, so its count is known from the config and is verified on the device
-    #: instead of being read back from it (no host synchronisation in the step).
-    fixed_mask_count: bool = False
 
     def __init__(self, config: VideoMACConfig | None = None, **overrides):
         super().__init__()
@@ -329,8 +320,7 @@ class VideoMAC(nn.Module):
     def split_pair(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Frames ``0`` and ``frame_gap`` of ``video (B, C, T, H, W)`` → two ``(B, C, H, W)``."""
         c = self.config
-        if not isinstance(video, torch.Tensor) or video.dim() != 5:
-            raise ValueError(f"video must be a (B, C, T, H, W) tensor, got {getattr(video, 'shape', type(video))}")
+        check_video(video)
         B, C, T, H, W = video.shape
         if C != c.in_chans:
             raise ValueError(f"video has {C} channels, the model expects in_chans = {c.in_chans}")
@@ -345,12 +335,16 @@ class VideoMAC(nn.Module):
         """``(h, w) = (H/32, W/32)``: the patch grid of one frame."""
         return video.shape[-2] // MASK_PATCH, video.shape[-1] // MASK_PATCH
 
-    def make_mask(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Symmetric pair mask for ``video``: bool ``(B, 2·h·w)``, the same ``floor(ρ·h·w)``
-        patches hidden in both frames (:func:`~maskvid_edu.masking.pair_mask`), on ``video.device``."""
+    def mask_grid(self, video: torch.Tensor) -> tuple[int, int, int]:
+        """``(2, h, w)``: the two frames of the pair over the patch grid of one frame."""
         self.split_pair(video)  # validates the clip
-        return pair_mask(video.shape[0], self.grid(video), self.config.mask_ratio, generator=generator,
-                         device=video.device)
+        return (2, *self.grid(video))
+
+    def mask_rule(self) -> tuple[str, float]:
+        """Symmetric masking: a tube mask over the pair, so the same ``floor(ρ·h·w)`` patches are
+        hidden in both frames (:func:`~maskvid_edu.masking.pair_mask`); ``make_mask`` gives bool
+        ``(B, 2·h·w)``."""
+        return "tube", self.config.mask_ratio
 
     # -- targets ---------------------------------------------------------------------------
 
@@ -386,9 +380,8 @@ class VideoMAC(nn.Module):
         B = video.shape[0]
         h, w = self.grid(video)
         fixed = self.fixed_mask_count  # the count from the config, checks on the device: no host sync
-        M = check_mask(mask, 2 * h * w, count=mask_count("tube", (2, h, w), c.mask_ratio) if fixed else None) // 2
-        if mask.shape[0] != B:
-            raise ValueError(f"mask has batch {mask.shape[0]} but video has batch {B}")
+        M = check_mask(mask, 2 * h * w, count=self.expected_mask_count((2, h, w))) // 2
+        check_mask_batch(mask, video)
         m1, m2 = mask[:, : h * w], mask[:, h * w:]  # (B, h·w) each
         symmetric = "VideoMAC's mask must be symmetric: the same patches hidden in both frames "
         if fixed:
@@ -439,89 +432,8 @@ class VideoMAC(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# Frame pairs from clip datasets, and pictures of a reconstruction
+# Pictures of a reconstruction
 # --------------------------------------------------------------------------------------------
-
-
-class FramePairs(Dataset):
-    """Frame pairs from any clip dataset: VideoMAC's input.
-
-    ``FramePairs(dataset, gap=1)[i]`` takes item ``i`` of ``dataset`` (a dict with ``"video"``
-    ``(C, T, H, W)``) and keeps two frames ``(t, t + gap)``, ``t`` uniform
-    (:func:`~maskvid_edu.data.sampling.frame_pair`): ``"video"`` becomes ``(C, 2, H, W)``,
-    ``"masks"`` (if present) ``(2, H, W)``, ``"frame_indices"`` ``(2,)`` is added and ``"label"``
-    passes through.
-
-    Why: the synthetic clips spread their motion over the whole clip, so the two frames of a
-    2-frame clip are far apart in motion; render longer clips (8 frames, say) and take
-    neighbours to get the small motion of adjacent real frames.
-
-    Args:
-        dataset: map-style dataset of clip dicts.
-        gap: frame distance (1 = adjacent); ``max_gap`` draws it from ``[1, max_gap]`` instead.
-        seed: ``None`` → ``t`` (and the gap) drawn from torch's global generator at every
-            access (a new pair each epoch; the trainer seeds and checkpoints that generator);
-            an int → a pure function of ``(seed, i)``.
-        cache: keep the underlying items in memory after their first access (rendering a
-            synthetic clip costs milliseconds; a short CPU run reads each clip many times).
-        keys: item fields to keep (e.g. ``("video",)`` to leave the instance masks out of
-            memory); None keeps all.
-    """
-
-    def __init__(self, dataset, gap: int = 1, *, max_gap: int | None = None, seed: int | None = None,
-                 cache: bool = False, keys: tuple[str, ...] | None = None):
-        if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
-            raise ValueError("dataset must be a map-style dataset (with __len__ and __getitem__)")
-        if isinstance(gap, bool) or not isinstance(gap, int) or gap < 1:
-            raise ValueError(f"gap must be a positive int, got {gap!r}")
-        if max_gap is not None and (isinstance(max_gap, bool) or not isinstance(max_gap, int) or max_gap < 1):
-            raise ValueError(f"max_gap must be a positive int or None, got {max_gap!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
-        if keys is not None and ("video" not in keys or not all(isinstance(k, str) for k in keys)):
-            raise ValueError(f"keys must be a tuple of field names including 'video', got {keys!r}")
-        self.dataset, self.gap, self.max_gap, self.seed, self.cache = dataset, gap, max_gap, seed, cache
-        self.keys = None if keys is None else tuple(keys)
-        self._items: dict[int, dict] = {}
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def _item(self, index: int) -> dict:
-        if self.cache and index in self._items:
-            return self._items[index]
-        item = self.dataset[index]
-        if not isinstance(item, dict) or "video" not in item or not isinstance(item["video"], torch.Tensor) \
-                or item["video"].dim() != 4:
-            raise ValueError("dataset items must be dicts with a 'video' (C, T, H, W) tensor")
-        if self.keys is not None:
-            item = {k: v for k, v in item.items() if k in self.keys}
-        if self.cache:
-            self._items[index] = item
-        return item
-
-    def __getitem__(self, index: int) -> dict:
-        n = len(self)
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-            raise TypeError(f"index must be an int, got {type(index).__name__}")
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for {n} clips")
-        index = int(index) % n
-        item = self._item(index)
-        T = item["video"].shape[1]
-        generator = None if self.seed is None else np.random.default_rng([self.seed, index])
-        idx = frame_pair(T, self.gap, max_gap=self.max_gap, generator=generator).indices  # (2,)
-        index_t = torch.from_numpy(idx)
-        out = {k: v for k, v in item.items() if k not in ("video", "masks")}
-        out["video"] = item["video"][:, index_t]  # (C, 2, H, W)
-        if "masks" in item:
-            out["masks"] = item["masks"][index_t]  # (2, H, W)
-        out["frame_indices"] = index_t
-        return out
-
-    def __repr__(self) -> str:
-        gap = f"gap 1–{self.max_gap}" if self.max_gap is not None else f"gap {self.gap}"
-        return f"FramePairs({gap}, of {self.dataset!r})"
 
 
 @torch.no_grad()
@@ -579,23 +491,63 @@ def pair_reconstruction(model: VideoMAC, video: torch.Tensor, mask: torch.Tensor
 
 
 def _build(overrides: dict, **defaults) -> VideoMAC:
+    """``VideoMAC(VideoMACConfig(**defaults))`` with ``overrides``; every size below is 224² frame
+    pairs, mask 0.75 at 32 px, decoder 1 block at 512 unless it says otherwise."""
     return VideoMAC(replace_config(VideoMACConfig(**defaults), overrides))
 
 
-def _convnext_factory(size: str):
-    def factory(**overrides) -> VideoMAC:
-        return _build(overrides, encoder=f"convnextv2_{size}")
-
-    depths, dims = CONVNEXTV2_SIZES[size]
-    factory.__name__ = factory.__qualname__ = f"videomac_convnextv2_{size}"
-    factory.__doc__ = (f"VideoMAC with a sparse ConvNeXt V2-{size} encoder (depths {depths}, dims {dims}); "
-                       "decoder 1 block at 512; 224² frame pairs, mask 0.75 at 32 px.")
-    return factory
+@register("videomac_convnextv2_atto")
+def videomac_convnextv2_atto(**overrides) -> VideoMAC:
+    """VideoMAC with a sparse ConvNeXt V2-atto encoder (:data:`CONVNEXTV2_SIZES` ``["atto"]``)."""
+    return _build(overrides, encoder="convnextv2_atto")
 
 
-for _size in CONVNEXTV2_SIZES:  # videomac_convnextv2_{atto, …, huge}; the demo preset is below
-    if _size != "demo":
-        register(f"videomac_convnextv2_{_size}")(_convnext_factory(_size))
+@register("videomac_convnextv2_femto")
+def videomac_convnextv2_femto(**overrides) -> VideoMAC:
+    """VideoMAC with a sparse ConvNeXt V2-femto encoder (:data:`CONVNEXTV2_SIZES` ``["femto"]``)."""
+    return _build(overrides, encoder="convnextv2_femto")
+
+
+@register("videomac_convnextv2_pico")
+def videomac_convnextv2_pico(**overrides) -> VideoMAC:
+    """VideoMAC with a sparse ConvNeXt V2-pico encoder (:data:`CONVNEXTV2_SIZES` ``["pico"]``)."""
+    return _build(overrides, encoder="convnextv2_pico")
+
+
+@register("videomac_convnextv2_nano")
+def videomac_convnextv2_nano(**overrides) -> VideoMAC:
+    """VideoMAC with a sparse ConvNeXt V2-nano encoder (:data:`CONVNEXTV2_SIZES` ``["nano"]``)."""
+    return _build(overrides, encoder="convnextv2_nano")
+
+
+@register("videomac_convnextv2_tiny")
+def videomac_convnextv2_tiny(**overrides) -> VideoMAC:
+    """VideoMAC with a sparse ConvNeXt V2-tiny encoder (:data:`CONVNEXTV2_SIZES` ``["tiny"]``)."""
+    return _build(overrides, encoder="convnextv2_tiny")
+
+
+@register("videomac_convnextv2_small")
+def videomac_convnextv2_small(**overrides) -> VideoMAC:
+    """VideoMAC with a sparse ConvNeXt V2-small encoder — VideoMAC's ConvNeXtV2-S (:data:`CONVNEXTV2_SIZES` ``["small"]``)."""
+    return _build(overrides, encoder="convnextv2_small")
+
+
+@register("videomac_convnextv2_base")
+def videomac_convnextv2_base(**overrides) -> VideoMAC:
+    """VideoMAC with a sparse ConvNeXt V2-base encoder (:data:`CONVNEXTV2_SIZES` ``["base"]``)."""
+    return _build(overrides, encoder="convnextv2_base")
+
+
+@register("videomac_convnextv2_large")
+def videomac_convnextv2_large(**overrides) -> VideoMAC:
+    """VideoMAC with a sparse ConvNeXt V2-large encoder (:data:`CONVNEXTV2_SIZES` ``["large"]``)."""
+    return _build(overrides, encoder="convnextv2_large")
+
+
+@register("videomac_convnextv2_huge")
+def videomac_convnextv2_huge(**overrides) -> VideoMAC:
+    """VideoMAC with a sparse ConvNeXt V2-huge encoder (:data:`CONVNEXTV2_SIZES` ``["huge"]``)."""
+    return _build(overrides, encoder="convnextv2_huge")
 
 
 @register("videomac_resnet18")

@@ -35,33 +35,33 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.transforms import denormalize
-from ..masking import check_mask, mask_count, running_cell_mask, tube_mask, random_mask
+from ..masking import check_mask, mask_count, running_cell_mask, token_index, tokens_at
 from ..patches import NORMALIZATIONS, normalize_patches, patchify
+from .base import PretrainModel, check_divisible, check_mask_fields, check_positive_ints
 from .output import PretrainOutput
 from .registry import register, replace_config
 from .vit import (
     EncoderFields,
     VisionTransformer,
-    _gather,
+    encoder_fields,
     init_weights,
     make_blocks,
     position_embedding,
     run_blocks,
     sinusoid_table,
-    token_index,
 )
 
-__all__ = ["VideoMAEConfig", "VideoMAE", "VideoMAEDecoder"]
+__all__ = ["VideoMAEConfig", "VideoMAE", "VideoMAEDecoder", "DECODER_SIZES", "videomae_config"]
 
 
 @dataclass
 class VideoMAEConfig(EncoderFields):
     """One VideoMAE pre-training model.
 
-    Encoder fields are those of :class:`~maskvid_edu.models.vit.ViTConfig` (img_size,
-    num_frames, tubelet, patch, in_chans, dim, depth, heads, mlp_ratio, qkv_bias, drop_path,
-    layer_scale_init, ln_eps, use_checkpoint); the decoder uses the same MLP ratio, qkv bias,
-    layer scale, LayerNorm epsilon and drop-path rate, as the official code.
+    Encoder fields: those of :class:`~maskvid_edu.models.vit.ViTConfig` named in
+    :data:`~maskvid_edu.models.vit.ENCODER_FIELDS` (input size, tubelet and patch, width, depth,
+    heads, …); the decoder uses the same MLP ratio, qkv bias, layer scale, LayerNorm epsilon and
+    drop-path rate, as the official code.
 
     decoder_dim, decoder_depth, decoder_heads: the decoder (B: 384, 4, 6).
     mask_ratio: share of tokens hidden from the encoder (0.9; 0.75 on UCF101).
@@ -81,22 +81,13 @@ class VideoMAEConfig(EncoderFields):
 
     def __post_init__(self):
         self.encoder_config()  # validates the shared fields
-        for name in ("decoder_dim", "decoder_depth", "decoder_heads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.decoder_dim % self.decoder_heads:
-            raise ValueError(f"decoder_dim {self.decoder_dim} must be divisible by decoder_heads {self.decoder_heads}")
-        if not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio!r}")
-        if self.mask_type not in ("tube", "random"):
-            raise ValueError(f"mask_type must be 'tube' or 'random', got {self.mask_type!r}")
+        check_positive_ints(self, ("decoder_dim", "decoder_depth", "decoder_heads"))
+        check_divisible(self, (("decoder_dim", "decoder_heads"),))
+        check_mask_fields(self)
         if not 0.0 <= self.decoder_mask_ratio < 1.0:
             raise ValueError(f"decoder_mask_ratio must be in [0, 1), got {self.decoder_mask_ratio!r}")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
-
-
 
 
 class VideoMAEDecoder(nn.Module):
@@ -118,17 +109,14 @@ class VideoMAEDecoder(nn.Module):
         return self.head(self.norm(x[:, -num_out:]))  # only the mask tokens are read out
 
 
-class VideoMAE(nn.Module):
+class VideoMAE(PretrainModel):
     """VideoMAE pre-training model: ``model(video, mask) -> PretrainOutput``.
 
-    ``model.encoder`` is a standalone :class:`~maskvid_edu.models.vit.VisionTransformer`:
-    ``model.encoder(video)`` gives features of all tokens for downstream use.
+    The encoder mask is ``config.mask_type`` (tube, or random) at ``config.mask_ratio`` over the
+    token grid (:class:`~maskvid_edu.models.base.PretrainModel`). ``model.encoder`` is a
+    standalone :class:`~maskvid_edu.models.vit.VisionTransformer`: ``model.encoder(video)`` gives
+    features of all tokens for downstream use.
     """
-
-    #: True while :class:`~maskvid_edu.train.Trainer` trains the model: every mask then comes from
-    #: :meth:`make_mask`, so its count is known from the config and is verified on the device
-    #: instead of being read back from it (no host synchronisation in the step).
-    fixed_mask_count: bool = False
 
     def __init__(self, config: VideoMAEConfig | None = None, **overrides):
         super().__init__()
@@ -145,11 +133,9 @@ class VideoMAE(nn.Module):
 
     # -- masks -----------------------------------------------------------------------------
 
-    def make_mask(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The encoder mask for ``video``: bool ``(B, N)``, tube (or random) at ``config.mask_ratio``."""
-        grid = self.encoder.token_grid(video)
-        masker = tube_mask if self.config.mask_type == "tube" else random_mask
-        return masker(video.shape[0], grid, self.config.mask_ratio, generator=generator, device=video.device)
+    def mask_grid(self, video: torch.Tensor) -> tuple[int, int, int]:
+        """The encoder's token grid ``(t, h, w)`` of ``video``."""
+        return self.encoder.token_grid(video)
 
     def make_decoder_mask(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor | None:
         """VideoMAE V2's running-cell decoder mask, bool ``(B, N)`` with True = *not* reconstructed;
@@ -173,7 +159,7 @@ class VideoMAE(nn.Module):
         with torch.no_grad():
             patches = patchify(denormalize(video.float(), channel_dim=1), c.tubelet, c.patch)  # (B, N, P)
             if index is not None:
-                patches = _gather(patches, index)  # (B, K, P): per-patch statistics, so gather first
+                patches = tokens_at(patches, index)  # (B, K, P): per-patch statistics, so gather first
             return normalize_patches(patches, c.normalization, channels=c.in_chans)
 
     # -- forward ---------------------------------------------------------------------------
@@ -202,7 +188,7 @@ class VideoMAE(nn.Module):
         grid = self.encoder.token_grid(video)
         N = grid[0] * grid[1] * grid[2]
         fixed = self.fixed_mask_count  # counts from the config: no host synchronisation
-        M = check_mask(mask, N, count=mask_count(c.mask_type, grid, c.mask_ratio) if fixed else None)
+        M = check_mask(mask, N, count=self.expected_mask_count(grid))
         if decoder_mask is None and c.decoder_mask_ratio > 0:
             decoder_mask = self.make_decoder_mask(video)
         if decoder_mask is not None:
@@ -231,44 +217,58 @@ class VideoMAE(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def _build(overrides: dict, **defaults) -> VideoMAE:
-    return VideoMAE(replace_config(VideoMAEConfig(**defaults), overrides))
+#: VideoMAE's decoder for each encoder size of :data:`~maskvid_edu.models.vit.VIT_SIZES` (and the
+#: CPU preset): 4 blocks for S and B, 12 as in the official scripts for L and H; V2's g decodes
+#: with running-cell masking at 0.5.
+DECODER_SIZES: dict[str, dict] = {
+    "s": dict(decoder_dim=192, decoder_heads=3, decoder_depth=4),
+    "b": dict(decoder_dim=384, decoder_heads=6, decoder_depth=4),
+    "l": dict(decoder_dim=512, decoder_heads=8, decoder_depth=12),
+    "h": dict(decoder_dim=640, decoder_heads=8, decoder_depth=12),
+    "g": dict(decoder_dim=512, decoder_heads=8, decoder_depth=4, decoder_mask_ratio=0.5),
+    "demo": dict(decoder_dim=64, decoder_heads=2, decoder_depth=2),
+}
+
+
+def videomae_config(size: str, **overrides) -> VideoMAEConfig:
+    """The :class:`VideoMAEConfig` of a size: the encoder of
+    :func:`~maskvid_edu.models.vit.encoder_fields` with its decoder from :data:`DECODER_SIZES`."""
+    if size not in DECODER_SIZES:
+        raise ValueError(f"size must be one of {list(DECODER_SIZES)}, got {size!r}")
+    return replace_config(VideoMAEConfig(**encoder_fields(size), **DECODER_SIZES[size]), overrides)
 
 
 @register("videomae_vit_s")
 def videomae_vit_s(**overrides) -> VideoMAE:
     """ViT-S/16 encoder (22 M), decoder 192 wide, 3 heads, 4 deep."""
-    return _build(overrides, dim=384, depth=12, heads=6, decoder_dim=192, decoder_heads=3, decoder_depth=4)
+    return VideoMAE(videomae_config("s", **overrides))
 
 
 @register("videomae_vit_b")
 def videomae_vit_b(**overrides) -> VideoMAE:
     """ViT-B/16 encoder (86 M), decoder 384 wide, 6 heads, 4 deep — the paper's main model."""
-    return _build(overrides, dim=768, depth=12, heads=12, decoder_dim=384, decoder_heads=6, decoder_depth=4)
+    return VideoMAE(videomae_config("b", **overrides))
 
 
 @register("videomae_vit_l")
 def videomae_vit_l(**overrides) -> VideoMAE:
     """ViT-L/16 encoder (304 M), decoder 512 wide, 8 heads, **12 deep** as in the official
     Kinetics/SSv2 scripts and released checkpoints (``decoder_depth=4`` gives the model file's default)."""
-    return _build(overrides, dim=1024, depth=24, heads=16, decoder_dim=512, decoder_heads=8, decoder_depth=12)
+    return VideoMAE(videomae_config("l", **overrides))
 
 
 @register("videomae_vit_h")
 def videomae_vit_h(**overrides) -> VideoMAE:
     """ViT-H/16 encoder (632 M), decoder 640 wide, 8 heads, **12 deep** as in the official
     scripts (which also turn on activation checkpointing: ``use_checkpoint=True``)."""
-    return _build(overrides, dim=1280, depth=32, heads=16, decoder_dim=640, decoder_heads=8, decoder_depth=12)
+    return VideoMAE(videomae_config("h", **overrides))
 
 
 @register("videomae_vit_g")
 def videomae_vit_g(**overrides) -> VideoMAE:
     """VideoMAE V2's ViT-g/14 (1.01 B): 1408 wide, 40 deep, 16 heads, MLP ratio 48/11, patch 14;
     decoder 512 wide, 8 heads, 4 deep; running-cell decoder masking at 0.5."""
-    return _build(
-        overrides, dim=1408, depth=40, heads=16, mlp_ratio=48 / 11, patch=14,
-        decoder_dim=512, decoder_heads=8, decoder_depth=4, decoder_mask_ratio=0.5,
-    )
+    return VideoMAE(videomae_config("g", **overrides))
 
 
 @register("videomae_vit_demo")
@@ -276,7 +276,4 @@ def videomae_vit_demo(**overrides) -> VideoMAE:
     """CPU preset: 8 frames of 64×64, tubelet 2, patch 8 → 4×8×8 = 256 tokens; encoder 128 wide,
     4 deep, 4 heads (0.8 M); decoder 64 wide, 2 deep, 2 heads. A training step at batch 8 takes
     tens of milliseconds on two cores, so a notebook pre-trains it in about a minute."""
-    return _build(
-        overrides, img_size=64, num_frames=8, tubelet=2, patch=8, dim=128, depth=4, heads=4,
-        decoder_dim=64, decoder_depth=2, decoder_heads=2,
-    )
+    return VideoMAE(videomae_config("demo", **overrides))

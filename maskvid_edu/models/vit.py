@@ -21,7 +21,8 @@ checkpoints depend on them, and keep its parameter names so those checkpoints lo
 What we change: attention runs through ``torch.nn.functional.scaled_dot_product_attention``
 (fused kernels, no ``N × N`` matrix in memory where the backend allows), and the encoder embeds
 only the visible tubelets when given a mask (the same numbers; a tenth of the embedding work at
-90 % masking). Sizes S/B/L/H (VideoMAE) and g (VideoMAE V2) sit in :data:`VIT_SIZES`.
+90 % masking). Sizes S/B/L/H (VideoMAE) and g (VideoMAE V2) sit in :data:`VIT_SIZES`, the
+course's CPU preset in :data:`VIT_DEMO`.
 """
 
 from __future__ import annotations
@@ -33,13 +34,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
-from ..masking import check_mask, token_index  # token_index is re-exported here
+from ..masking import check_mask, token_index, tokens_at  # token_index is re-exported here
+from .base import check_divisible, check_mask_batch, check_positive_ints, check_video
 from .registry import replace_config
 
 __all__ = [
     "ViTConfig",
     "EncoderFields",
+    "ENCODER_FIELDS",
     "VIT_SIZES",
+    "VIT_DEMO",
+    "encoder_fields",
     "vit_config",
     "sinusoid_table",
     "position_embedding",
@@ -106,16 +111,8 @@ class ViTConfig:
     pos_resize: str = "interpolate"
 
     def __post_init__(self):
-        for name in ("img_size", "num_frames", "tubelet", "patch", "in_chans", "dim", "depth", "heads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.img_size % self.patch:
-            raise ValueError(f"img_size {self.img_size} must be divisible by patch {self.patch}")
-        if self.num_frames % self.tubelet:
-            raise ValueError(f"num_frames {self.num_frames} must be divisible by tubelet {self.tubelet}")
-        if self.dim % self.heads:
-            raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
+        check_positive_ints(self, ("img_size", "num_frames", "tubelet", "patch", "in_chans", "dim", "depth", "heads"))
+        check_divisible(self, (("img_size", "patch"), ("num_frames", "tubelet"), ("dim", "heads")))
         if not self.mlp_ratio > 0:
             raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio!r}")
         for name in ("drop_path", "attn_drop", "head_drop"):
@@ -147,46 +144,63 @@ VIT_SIZES: dict[str, dict] = {
 }
 
 
-def vit_config(size: str, **overrides) -> ViTConfig:
-    """The :class:`ViTConfig` of a published size (``"s"``, ``"b"``, ``"l"``, ``"h"``, ``"g"``)."""
+#: The course's CPU encoder (of ``videomae_vit_demo`` and ``mam2_vit_demo``): 8 frames of 64×64,
+#: tubelet 2, patch 8 → 4×8×8 = 256 tokens; 128 wide, 4 deep, 4 heads (0.8 M parameters).
+VIT_DEMO: dict = dict(img_size=64, num_frames=8, tubelet=2, patch=8, dim=128, depth=4, heads=4)
+
+
+def encoder_fields(size: str) -> dict:
+    """The encoder fields of a size: :data:`VIT_SIZES` ``[size]``, or :data:`VIT_DEMO` for ``"demo"``.
+
+    The one table every ViT model family builds its published sizes from.
+    """
+    if size == "demo":
+        return dict(VIT_DEMO)
     if size not in VIT_SIZES:
-        raise ValueError(f"size must be one of {sorted(VIT_SIZES)}, got {size!r}")
-    return replace_config(ViTConfig(**VIT_SIZES[size]), overrides)
+        raise ValueError(f"size must be one of {sorted(VIT_SIZES) + ['demo']}, got {size!r}")
+    return dict(VIT_SIZES[size])
 
 
-# --------------------------------------------------------------------------------------------
-# Position embedding: fixed, 1-D over the flattened token index
-# --------------------------------------------------------------------------------------------
+def vit_config(size: str, **overrides) -> ViTConfig:
+    """The :class:`ViTConfig` of a published size (``"s"``, ``"b"``, ``"l"``, ``"h"``, ``"g"``) or ``"demo"``."""
+    return replace_config(ViTConfig(**encoder_fields(size)), overrides)
 
 
+#: The :class:`ViTConfig` fields a pre-training config (VideoMAE, MAM2) carries for its encoder.
+#: The others (attention dropout, the fine-tuning head, ``pos_resize``) keep their defaults there.
+ENCODER_FIELDS: tuple[str, ...] = (
+    "img_size", "num_frames", "tubelet", "patch", "in_chans", "dim", "depth", "heads", "mlp_ratio", "qkv_bias",
+    "drop_path", "layer_scale_init", "ln_eps", "use_checkpoint",
+)
 
-@dataclass
+
+def _dataclass_with_fields_of(source, names: tuple[str, ...]):
+    """Class decorator: a dataclass whose fields are ``source``'s fields ``names`` — types,
+    defaults and order as written there, so they are written once."""
+
+    def decorate(cls):
+        chosen = [f for f in fields(source) if f.name in names]
+        if len(chosen) != len(names):
+            raise ValueError(f"{source.__name__} has no field(s) {sorted(set(names) - {f.name for f in chosen})}")
+        cls.__annotations__ = {f.name: f.type for f in chosen}
+        for f in chosen:
+            setattr(cls, f.name, f.default)
+        return dataclass(cls)
+
+    return decorate
+
+
+@_dataclass_with_fields_of(ViTConfig, ENCODER_FIELDS)
 class EncoderFields:
-    """The encoder half of a pre-training config (VideoMAE, MAM2): the fields that build its
-    :class:`VisionTransformer`, with the published ViT-B values as defaults.
+    """The encoder half of a pre-training config (VideoMAE, MAM2): the :class:`ViTConfig` fields
+    named in :data:`ENCODER_FIELDS`, with ViTConfig's defaults (the published ViT-B values).
 
     Subclasses add their decoder/target fields; :meth:`encoder_config` picks out the
     :class:`ViTConfig` (which validates them), so the encoder is defined in one place.
     """
 
-    img_size: int = 224
-    num_frames: int = 16
-    tubelet: int = 2
-    patch: int = 16
-    in_chans: int = 3
-    dim: int = 768
-    depth: int = 12
-    heads: int = 12
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True
-    drop_path: float = 0.0
-    layer_scale_init: float | None = None
-    ln_eps: float = 1e-6
-    use_checkpoint: bool = False
-
     def encoder_config(self) -> ViTConfig:
-        shared = {f.name for f in fields(ViTConfig)} & {f.name for f in fields(self)}
-        return ViTConfig(**{name: getattr(self, name) for name in shared})
+        return ViTConfig(**{name: getattr(self, name) for name in ENCODER_FIELDS})
 
     @property
     def grid(self) -> tuple[int, int, int]:
@@ -196,6 +210,11 @@ class EncoderFields:
     def patch_values(self) -> int:
         """Values per tubelet, the pixel heads' output width: ``tubelet·p·p·C``."""
         return self.tubelet * self.patch * self.patch * self.in_chans
+
+
+# --------------------------------------------------------------------------------------------
+# Position embedding: fixed, 1-D over the flattened token index
+# --------------------------------------------------------------------------------------------
 
 
 def sinusoid_table(num_tokens: int, dim: int) -> torch.Tensor:
@@ -239,11 +258,6 @@ def position_embedding(grid, dim: int, reference_grid=None, mode: str = "interpo
     return volume.reshape(dim, t * h * w).T.contiguous()  # (N, dim)
 
 
-def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``x: (B, N, ...)``, ``index: (B, K)`` → ``(B, K, ...)``."""
-    return x[torch.arange(x.shape[0], device=x.device).unsqueeze(1), index]
-
-
 # --------------------------------------------------------------------------------------------
 # Layers
 # --------------------------------------------------------------------------------------------
@@ -270,7 +284,7 @@ class PatchEmbed(nn.Module):
         k, p = self.tubelet, self.patch
         x = video.reshape(B, C, T // k, k, H // p, p, W // p, p)
         x = x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(B, -1, C * k * p * p)  # (B, N, C·k·p·p), conv order
-        x = _gather(x, index)  # (B, K, C·k·p·p)
+        x = tokens_at(x, index)  # (B, K, C·k·p·p)
         weight = self.proj.weight.reshape(self.proj.out_channels, -1)  # (dim, C·k·p·p)
         return F.linear(x, weight, self.proj.bias)  # (B, K, dim)
 
@@ -444,8 +458,7 @@ class VisionTransformer(nn.Module):
     def token_grid(self, video: torch.Tensor) -> tuple[int, int, int]:
         """The token grid ``(t, h, w)`` of ``video`` ``(B, C, T, H, W)``; ValueError if it does not fit."""
         c = self.config
-        if not isinstance(video, torch.Tensor) or video.dim() != 5:
-            raise ValueError(f"video must be a (B, C, T, H, W) tensor, got {getattr(video, 'shape', type(video))}")
+        check_video(video)
         B, C, T, H, W = video.shape
         if C != c.in_chans:
             raise ValueError(f"video must have {c.in_chans} channels at dim 1 (B, C, T, H, W), got shape {tuple(video.shape)}")
@@ -482,8 +495,7 @@ class VisionTransformer(nn.Module):
             x = x + pos.to(x.dtype)
         else:
             M = check_mask(mask, N, count=masked_count)
-            if mask.shape[0] != video.shape[0]:
-                raise ValueError(f"mask has batch {mask.shape[0]} but video has batch {video.shape[0]}")
+            check_mask_batch(mask, video)
             visible = token_index(~mask, N - M)  # (B, N_vis)
             x = self.patch_embed(video, visible)  # (B, N_vis, dim)
             x = x + pos[visible].to(x.dtype)  # each visible token keeps its position in the full clip
