@@ -34,9 +34,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from .data.datasets import UnusableDataError, VideoDataset, collate_skip_bad, first_usable
-from .data.lists import check_labels
-from .data.synthetic import SyntheticConfig, SyntheticVideoDataset
+from .data.datasets import UnusableDataError, collate_skip_bad, first_usable
 from .data.wrappers import ClipViews
 from .evaluate.davis import downstream_encoder, evaluate_davis, load_pretrained
 from .evaluate.finetune import VideoClassifier, evaluate_views, finetune
@@ -50,10 +48,12 @@ from .recipes import (
     METHODS,
     PRETRAIN_OPTIONS,
     RECIPE_SECTIONS,
+    CLASSIFY_DATA_HELP,
     build_dataset,
     check_batch,
     check_resume,
-    input_shape,
+    classification_data,
+    clip_shape,
     load_vqgan_tokenizer,
     resolve_pretrain,
     shipped_recipes,
@@ -220,14 +220,6 @@ def _add_pretrain(sub) -> None:
 # Downstream commands: propagate, finetune, probe
 # --------------------------------------------------------------------------------------------
 
-#: What ``--data`` accepts besides ``synthetic`` for ``finetune`` / ``probe``.
-CLASSIFY_DATA_HELP = (
-    "training clips: 'synthetic' (the motion dataset, default), a list file ('path label' lines, "
-    "'path,label' CSV or a Kinetics CSV; needs --val-data), or a UCF101 folder (videos in "
-    "<DIR>/<Class>/*.avi, split files in --split-dir, default <DIR>/ucfTrainTestlist)"
-)
-
-
 def _propagate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         root = require_path(args.data, "--data", "DAVIS root", kind="dir")
@@ -267,66 +259,6 @@ def _propagate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     return 0
 
 
-def _classification_data(args, clip_len: int, size: int, *, train_mode: str, val_mode: str):
-    """``(train, val, num_classes, words)`` named by ``--data`` (see :data:`CLASSIFY_DATA_HELP`)."""
-    common = dict(clip_len=clip_len, stride=args.stride, size=size, test_clips=args.test_clips, test_crops=args.test_crops,
-                  sampling=args.sampling)
-    if args.data == "synthetic":
-        k = args.num_classes or 8
-        if args.val_data is not None or args.split_dir is not None:
-            raise ValueError("--val-data and --split-dir go with a list file or a UCF101 folder, not --data synthetic")
-        base = dict(num_frames=clip_len, size=size, num_classes=k)
-        train = SyntheticVideoDataset(SyntheticConfig(**base, num_samples=args.num_samples, seed=args.seed))
-        val_cfg = dict(base, num_samples=args.val_samples, seed=args.seed + 1)
-        if val_mode == "test" and (args.test_clips > 1 or args.test_crops > 1):
-            # render longer and larger clips and cut views the size of the training clips
-            val_cfg.update(num_frames=clip_len + (args.test_clips - 1) * max(1, clip_len // 2),
-                           size=size + (size // 8 if args.test_crops > 1 else 0))
-        val = SyntheticVideoDataset(SyntheticConfig(**val_cfg))
-        return train, val, k, f"synthetic motion data ({k} classes, {len(train)} training clips)"
-    path = Path(args.data)
-    if not path.exists():
-        raise FileNotFoundError(f"--data {args.data!r}: no such file or folder (nor 'synthetic')")
-    if path.is_file():
-        if args.val_data is None:
-            raise ValueError(f"--data {args.data!r} is a list file: give the evaluation list with --val-data")
-        require_path(args.val_data, "--val-data", "evaluation list file")
-        if args.root is not None:
-            require_path(args.root, "--root", "video folder", kind="dir")
-        train = VideoDataset.from_list(path, args.root, mode=train_mode, **common)
-        val = VideoDataset.from_list(args.val_data, args.root, mode=val_mode, **common)
-        labels = [s.label for s in train.samples + val.samples if s.label is not None]
-        k = args.num_classes or (len(train.classes) if train.classes else max(labels) + 1)
-        check_labels(train.samples, path, k)
-        check_labels(val.samples, args.val_data, k)
-        return train, val, k, f"{path.name} ({len(train)} training videos, {k} classes)"
-    split_dir = Path(args.split_dir) if args.split_dir is not None else path / "ucfTrainTestlist"
-    require_path(split_dir, "--split-dir", "UCF101 split folder (holding classInd.txt)", kind="dir")
-    for name in ("classInd.txt", f"trainlist0{args.split}.txt", f"testlist0{args.split}.txt"):
-        require_path(split_dir / name, "--split-dir", f"UCF101 split file {name}")
-    train = VideoDataset.ucf101(path, split_dir, args.split, "train", mode=train_mode, **common)
-    val = VideoDataset.ucf101(path, split_dir, args.split, "test", mode=val_mode, **common)
-    k = args.num_classes or len(train.classes)
-    check_labels(train.samples, split_dir / f"trainlist0{args.split}.txt", k)
-    check_labels(val.samples, split_dir / f"testlist0{args.split}.txt", k)
-    return train, val, k, f"UCF101 split {args.split} ({len(train)} training videos)"
-
-
-def _clip_shape(model, args) -> tuple[int, int]:
-    frames, size = (None, None)
-    for candidate in (model, getattr(model, "encoder", None)):  # a fine-tuned classifier: its encoder's
-        try:
-            frames, size = input_shape(candidate)
-            break
-        except ValueError:
-            pass
-    frames = args.clip_len or frames
-    size = args.size or size
-    if not frames or not size:
-        raise ValueError("the model's config does not give its input size: pass --clip-len and --size")
-    return frames, size
-
-
 def _classification_encoder(model, stage: int | None):
     encoder = model.encoder if isinstance(model, VideoClassifier) else downstream_encoder(model)
     if isinstance(encoder, VisionTransformer) or callable(getattr(encoder, "forward_features", None)):
@@ -343,8 +275,8 @@ def _finetune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             raise FileNotFoundError(f"--resume: {str(out / CHECKPOINT_NAME)!r} does not exist")
         torch.manual_seed(args.seed)
         pretrained, words = load_pretrained(args.ckpt, args.model or (None if args.ckpt else "videomae_vit_demo"), args.model_arg)
-        clip_len, size = _clip_shape(pretrained, args)
-        train_set, val_set, k, data_words = _classification_data(args, clip_len, size, train_mode="train", val_mode="test")
+        clip_len, size = clip_shape(pretrained, args)
+        train_set, val_set, k, data_words = classification_data(args, clip_len, size, train_mode="train", val_mode="test")
         recipe = {"drop_path": args.drop_path, "layer_decay": args.layer_decay, "mixup_alpha": args.mixup,
                   "cutmix_alpha": args.cutmix, "label_smoothing": args.smoothing, "head_init_scale": args.head_init_scale,
                   "head_drop": args.head_drop}
@@ -414,8 +346,8 @@ def _probe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             torch.set_num_threads(args.threads)
         torch.manual_seed(args.seed)
         pretrained, words = load_pretrained(args.ckpt, args.model or (None if args.ckpt else "videomae_vit_demo"), args.model_arg)
-        clip_len, size = _clip_shape(pretrained, args)
-        train_set, val_set, k, data_words = _classification_data(args, clip_len, size, train_mode="val", val_mode="val")
+        clip_len, size = clip_shape(pretrained, args)
+        train_set, val_set, k, data_words = classification_data(args, clip_len, size, train_mode="val", val_mode="val")
         encoder = _classification_encoder(pretrained, args.stage)
     except (ValueError, FileNotFoundError, NotADirectoryError) as err:
         parser.exit(2, f"maskvid-edu probe: error: {err}\n")

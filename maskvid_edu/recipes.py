@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from .data.datasets import VideoDataset
+from .data.lists import check_labels
 from .data.synthetic import SyntheticConfig, SyntheticVideoDataset
 from .models import list_models
 from .tokenizers import TamingVQGANEncoder
@@ -43,6 +44,9 @@ __all__ = [
     "FALLBACK_TRAIN",
     "REAL_DATA_FIELDS",
     "PRETRAIN_OPTIONS",
+    "CLASSIFY_DATA_HELP",
+    "classification_data",
+    "clip_shape",
     "shipped_recipes",
     "load_recipe",
     "check_recipe",
@@ -414,3 +418,79 @@ def load_vqgan_tokenizer(path, preset: str = "vqgan_imagenet_f16_1024"):
     ignored = tokenizer.load_taming(path)
     print(f"tokenizer: {preset} from {path} ({len(ignored)} decoder/loss tensors ignored)", flush=True)
     return tokenizer.eval()
+
+
+#: What ``--data`` accepts besides ``synthetic`` for ``finetune`` / ``probe``.
+CLASSIFY_DATA_HELP = (
+    "training clips: 'synthetic' (the motion dataset, default), a list file ('path label' lines, "
+    "'path,label' CSV or a Kinetics CSV; needs --val-data), or a UCF101 folder (videos in "
+    "<DIR>/<Class>/*.avi, split files in --split-dir, default <DIR>/ucfTrainTestlist)"
+)
+
+
+def classification_data(args, clip_len: int, size: int, *, train_mode: str, val_mode: str):
+    """``(train, val, num_classes, words)``: the labelled clips ``finetune`` / ``probe`` read.
+
+    args: an object with the values of those commands' data flags as attributes (``data``,
+    ``val_data``, ``root``, ``split_dir``, ``split``, ``num_classes``, ``num_samples``,
+    ``val_samples``, ``seed``, ``stride``, ``sampling``, ``test_clips``, ``test_crops``), e.g. the
+    parsed command line; errors name the flag. ``data`` is one of :data:`CLASSIFY_DATA_HELP`.
+    Labels are checked against ``num_classes`` before anything trains.
+    """
+    common = dict(clip_len=clip_len, stride=args.stride, size=size, test_clips=args.test_clips, test_crops=args.test_crops,
+                  sampling=args.sampling)
+    if args.data == "synthetic":
+        k = args.num_classes or 8
+        if args.val_data is not None or args.split_dir is not None:
+            raise ValueError("--val-data and --split-dir go with a list file or a UCF101 folder, not --data synthetic")
+        base = dict(num_frames=clip_len, size=size, num_classes=k)
+        train = SyntheticVideoDataset(SyntheticConfig(**base, num_samples=args.num_samples, seed=args.seed))
+        val_cfg = dict(base, num_samples=args.val_samples, seed=args.seed + 1)
+        if val_mode == "test" and (args.test_clips > 1 or args.test_crops > 1):
+            # render longer and larger clips and cut views the size of the training clips
+            val_cfg.update(num_frames=clip_len + (args.test_clips - 1) * max(1, clip_len // 2),
+                           size=size + (size // 8 if args.test_crops > 1 else 0))
+        val = SyntheticVideoDataset(SyntheticConfig(**val_cfg))
+        return train, val, k, f"synthetic motion data ({k} classes, {len(train)} training clips)"
+    path = Path(args.data)
+    if not path.exists():
+        raise FileNotFoundError(f"--data {args.data!r}: no such file or folder (nor 'synthetic')")
+    if path.is_file():
+        if args.val_data is None:
+            raise ValueError(f"--data {args.data!r} is a list file: give the evaluation list with --val-data")
+        require_path(args.val_data, "--val-data", "evaluation list file")
+        if args.root is not None:
+            require_path(args.root, "--root", "video folder", kind="dir")
+        train = VideoDataset.from_list(path, args.root, mode=train_mode, **common)
+        val = VideoDataset.from_list(args.val_data, args.root, mode=val_mode, **common)
+        labels = [s.label for s in train.samples + val.samples if s.label is not None]
+        k = args.num_classes or (len(train.classes) if train.classes else max(labels) + 1)
+        check_labels(train.samples, path, k)
+        check_labels(val.samples, args.val_data, k)
+        return train, val, k, f"{path.name} ({len(train)} training videos, {k} classes)"
+    split_dir = Path(args.split_dir) if args.split_dir is not None else path / "ucfTrainTestlist"
+    require_path(split_dir, "--split-dir", "UCF101 split folder (holding classInd.txt)", kind="dir")
+    for name in ("classInd.txt", f"trainlist0{args.split}.txt", f"testlist0{args.split}.txt"):
+        require_path(split_dir / name, "--split-dir", f"UCF101 split file {name}")
+    train = VideoDataset.ucf101(path, split_dir, args.split, "train", mode=train_mode, **common)
+    val = VideoDataset.ucf101(path, split_dir, args.split, "test", mode=val_mode, **common)
+    k = args.num_classes or len(train.classes)
+    check_labels(train.samples, split_dir / f"trainlist0{args.split}.txt", k)
+    check_labels(val.samples, split_dir / f"testlist0{args.split}.txt", k)
+    return train, val, k, f"UCF101 split {args.split} ({len(train)} training videos)"
+
+
+def clip_shape(model, args) -> tuple[int, int]:
+    """``(frames, size)`` of the clips ``model`` reads; ``args.clip_len`` / ``args.size`` override."""
+    frames, size = (None, None)
+    for candidate in (model, getattr(model, "encoder", None)):  # a fine-tuned classifier: its encoder's
+        try:
+            frames, size = input_shape(candidate)
+            break
+        except ValueError:
+            pass
+    frames = args.clip_len or frames
+    size = args.size or size
+    if not frames or not size:
+        raise ValueError("the model's config does not give its input size: pass --clip-len and --size")
+    return frames, size
