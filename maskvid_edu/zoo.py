@@ -56,12 +56,13 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 import torch
 import yaml
+
+from .checkpoints import atomic_write
 
 __all__ = ["MAX_BYTES", "KEEP", "ZOO_DIR", "WORK_DIR", "zoo_recipes", "load_zoo_recipe", "make_trainer", "build",
            "export", "list_zoo", "read_card", "load", "sha256_of", "main"]
@@ -199,20 +200,8 @@ def _kept_state(recipe: dict, model_state: dict) -> dict[str, torch.Tensor]:
 
 
 def _atomic_write(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, flushed to
-    disk, then ``os.replace``d over ``path`` (a crash never leaves a truncated file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    data = data.encode("utf-8") if isinstance(data, str) else data
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _serialise(state: dict) -> bytes:
