@@ -24,8 +24,8 @@ written atomically (a temporary file in the same folder, then ``os.replace``):
   :data:`MAX_BYTES` (8 MB), as float16 otherwise; :func:`load` casts float16 back to float32
   (the card says which: ``weights.dtype``).
 - ``metrics.jsonl`` — the run's training records, exactly as the trainer wrote them.
-- ``card.json`` — the recipe, the code commit (``git rev-parse HEAD``, when the code lives in a
-  git checkout), seed, steps, clips seen, wall time, the machine (CPU model, cores, torch
+- ``card.json`` — the recipe, the code commit (``git rev-parse HEAD``, with ``-dirty`` when
+  tracked files were changed, when the code lives in a git checkout), seed, steps, clips seen, wall time, the machine (CPU model, cores, torch
   version) and the sha256 and size of ``weights.pt``.
 
 Why a checkpoint can be trusted: the trainer is deterministic on CPU (data order a function of
@@ -38,11 +38,11 @@ Reading::
 
     from maskvid_edu import zoo
     zoo.list_zoo()                       # name, steps, wall time, final loss, sha256
-    model = zoo.load("videomae_tube90")  # the recipe's model, weights loaded strictly
+    model = zoo.load("videomae_tube90_raw")  # the recipe's model, weights loaded strictly
 
 Building (nothing is downloaded; the data are the synthetic clips or files on disk)::
 
-    python -m maskvid_edu.zoo build videomae_tube90
+    python -m maskvid_edu.zoo build videomae_tube90_raw
     python -m maskvid_edu.zoo list
 """
 
@@ -220,11 +220,19 @@ def sha256_of(path: str | os.PathLike) -> str:
 
 
 def _git_commit() -> str | None:
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_REPO_ROOT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
+    """``git rev-parse HEAD`` of the code's checkout, with ``-dirty`` when tracked files differ
+    from it; None outside a git checkout."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=_REPO_ROOT, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
         return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
+    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def _machine() -> dict:
