@@ -17,7 +17,7 @@ BUILD  := book/_build
 export MASKVID_PROFILE ?= cpu
 export PYTHONHASHSEED := 0
 
-.PHONY: env book test unit nbval book-stored notebooks lab minkowski clean
+.PHONY: env book test unit nbval book-stored notebooks zoo lab minkowski clean
 
 env: $(STAMP)
 
@@ -60,6 +60,11 @@ notebooks: env
 # libopenblas-dev. CUDA users: see `python -m maskvid_edu.minkowski_build --help`.
 minkowski: env
 	$(PY) -m maskvid_edu.minkowski_build
+
+# Train the course model zoo (maskvid_edu/configs/zoo) into data/zoo; resumes an interrupted build.
+# Several hours on 2 CPU cores for the whole zoo; `maskvid-edu zoo build NAME` builds one.
+zoo: env
+	$(VENV)/bin/maskvid-edu zoo build
 
 lab: env
 	$(VENV)/bin/jupyter lab book

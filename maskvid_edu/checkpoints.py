@@ -49,6 +49,7 @@ __all__ = [
     "read_state_dict",
     "check_finite",
     "save_checkpoint",
+    "atomic_write",
     "remove_stale_temporaries",
 ]
 
@@ -430,16 +431,16 @@ def to_transformers(model: nn.Module) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------------------------
 
 
-def save_checkpoint(obj, path: str | os.PathLike) -> Path:
-    """``torch.save(obj, path)`` atomically: write a temporary file in the same folder, flush it
-    to disk, then ``os.replace`` it over ``path``. A crash mid-write leaves the previous
-    checkpoint intact, never a truncated one. Creates missing parent folders; returns the path."""
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Write a file atomically: ``write(f)`` fills a temporary binary file in the same folder,
+    which is flushed to disk and then ``os.replace``d over ``path``. A crash mid-write leaves the
+    previous file intact, never a truncated one. Creates missing parent folders; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -448,6 +449,12 @@ def save_checkpoint(obj, path: str | os.PathLike) -> Path:
             os.remove(tmp)
         raise
     return path
+
+
+def save_checkpoint(obj, path: str | os.PathLike) -> Path:
+    """``torch.save(obj, path)`` atomically (:func:`atomic_write`): a crash mid-write leaves the
+    previous checkpoint intact, never a truncated one. Creates missing parent folders; returns the path."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def remove_stale_temporaries(directory: str | os.PathLike, name: str) -> list[Path]:

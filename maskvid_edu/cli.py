@@ -61,6 +61,7 @@ from .recipes import (
 from .train import CHECKPOINT_NAME, TrainConfig, load_checkpoint, train
 from .utils import parse_key_value, require_path
 from .widgets import reconstruction_figure, render_training_curves
+from . import zoo
 
 __all__ = ["main", "build_parser"]
 
@@ -638,6 +639,35 @@ def _add_launch(sub) -> None:
     p.set_defaults(func=_launch, parser=p)
 
 
+# --------------------------------------------------------------------------------------------
+# zoo: the course's trained checkpoints
+# --------------------------------------------------------------------------------------------
+
+def _zoo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        if args.zoo_command == "build":
+            for name in args.names or zoo.zoo_recipes():
+                print(f"zoo: building {name} → {zoo.build(name, resume=not args.restart)}", flush=True)
+        else:
+            print(zoo.format_zoo_table())
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_zoo(sub) -> None:
+    p = sub.add_parser("zoo", help="build or list the course's trained checkpoints (data/zoo)",
+                       description="Train the zoo recipes (maskvid_edu/configs/zoo) with the one trainer, "
+                                   "resuming an interrupted run, and export them to data/zoo; or list them.")
+    zsub = p.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
+    b = zsub.add_parser("build", help="train (resuming) and export zoo recipes")
+    b.add_argument("names", nargs="*", help="recipes to build (default: all)")
+    b.add_argument("--restart", action="store_true", help="start afresh instead of resuming a checkpoint")
+    zsub.add_parser("list", help="every recipe with its steps, wall time, final loss and sha256")
+    p.set_defaults(func=_zoo, parser=p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``maskvid-edu`` argument parser (one sub-parser per command)."""
     parser = argparse.ArgumentParser(
@@ -649,6 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_downstream(sub)
     _add_bench(sub)
     _add_launch(sub)
+    _add_zoo(sub)
     return parser
 
 

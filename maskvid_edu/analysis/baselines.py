@@ -53,6 +53,7 @@ __all__ = [
     "copy_baseline_table",
     "format_copy_table",
     "frame_similarity",
+    "mean_colour_reconstruct",
 ]
 
 # How each token of a copy reconstruction got its pixels (the ``how`` field).
@@ -349,3 +350,44 @@ def _grid(video: torch.Tensor, tubelet: int, patch: int) -> tuple[int, int, int]
             raise ValueError(f"video {what} = {size} is not divisible by {name} = {unit}")
     return T // tubelet, H // patch, W // patch
 
+
+
+# --------------------------------------------------------------------------------------------
+# The other network-free baseline: the mean colour of what is visible
+# --------------------------------------------------------------------------------------------
+
+
+def mean_colour_reconstruct(
+    video: torch.Tensor, mask: torch.Tensor, tubelet: int = 2, patch: int = 16, *, input_normalized: bool = True
+) -> torch.Tensor:
+    """Fill every hidden token with the per-channel mean colour of the clip's visible pixels.
+
+    The flattest guess that still uses the visible tokens: one colour per clip, no position, no
+    time. A masked autoencoder trained too briefly learns little more than this, so a model's
+    masked-patch PSNR means something only where it beats this baseline as well as the copy
+    baseline. (It is the copy baseline's last-resort rule, ``MEAN``, applied to every token.)
+
+    Args:
+        video: ``(B, C, T, H, W)``, ImageNet-normalised when ``input_normalized`` (undone and
+            clamped to [0, 1] first).
+        mask: bool ``(B, N)``, True = hidden, the same count in every sample.
+        tubelet, patch: the token size.
+
+    Returns:
+        ``(B, N, D)`` token pixels in [0, 1] (visible tokens unchanged), the layout of
+        :func:`maskvid_edu.patches.patchify`; score it with :func:`masked_psnr`.
+    """
+    pixels = _pixels(video, input_normalized)  # (B, C, T, H, W) in [0, 1]
+    target = patchify(pixels, tubelet, patch)  # (B, N, D), channel fastest
+    B, N, D = target.shape
+    C = video.shape[1]
+    check_mask(mask, N)
+    if mask.shape[0] != B:
+        raise ValueError(f"mask must have the batch size of video ({B}), got {mask.shape[0]}")
+    if bool(mask.all(dim=1).any()):
+        raise ValueError("mask hides every token of a sample: there is no visible colour to average")
+    weight = (~mask).to(target.dtype).unsqueeze(-1)  # (B, N, 1): 1 where visible
+    sums = (target * weight).sum(dim=1).view(B, D // C, C).sum(dim=1)  # (B, C)
+    mean = sums / (weight.sum(dim=1) * (D // C))  # (B, C): visible values per channel
+    fill = mean.repeat(1, D // C).unsqueeze(1).expand(B, N, D)  # (B, N, D), channel fastest
+    return torch.where(mask.unsqueeze(-1), fill, target)  # (B, N, D)
