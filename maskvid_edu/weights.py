@@ -190,8 +190,9 @@ def fetch(name: str | Weights) -> Path:
         dest = folder / file.filename
         if _complete(file, dest):
             continue
-        if entry.repo is not None and _hub_client() is not None:
-            _download_hub(entry.repo, file, dest)
+        client = _hub_client() if entry.repo is not None else None
+        if client is not None:
+            _download_hub(client, entry.repo, file, dest)
         else:
             _download_url(file, dest)
     return path(entry)
@@ -210,11 +211,11 @@ def _offline(file: WeightFile, dest: Path, why) -> FetchError:
                       f"elsewhere and put it at {dest}")
 
 
-def _download_hub(repo: str, file: WeightFile, dest: Path) -> None:
+def _download_hub(client, repo: str, file: WeightFile, dest: Path) -> None:
     """``huggingface_hub.hf_hub_download`` into the entry's folder, then the same checks."""
     filename = file.url.split("/resolve/main/", 1)[1]
     try:
-        got = Path(_hub_client()(repo, filename, local_dir=str(dest.parent / ".hub")))
+        got = Path(client(repo, filename, local_dir=str(dest.parent / ".hub")))
     except Exception as err:  # offline, unknown repo, HTTP errors: the client raises many types
         raise _offline(file, dest, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
     _verify(file, got)

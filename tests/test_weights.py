@@ -114,6 +114,40 @@ def test_transformers_folder_matches_the_converter(tmp_path):
         assert torch.allclose(ours(video, mask).pred, reference(video, mask).pred, atol=1e-6)
 
 
+def test_transformers_classification_folder(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from maskvid_edu.measure.bench import transformers_config
+
+    hf_config = transformers_config(small())
+    hf_config.use_mean_pooling, hf_config.num_labels = True, 3
+    torch.manual_seed(0)
+    hf = transformers.VideoMAEForVideoClassification(hf_config)
+    hf.save_pretrained(tmp_path / "hf")
+    ours = from_pretrained(tmp_path / "hf", verbose=True).eval()
+    reference = VisionTransformer(ViTConfig(img_size=32, num_frames=4, tubelet=2, patch=8, dim=48, depth=2, heads=4,
+                                            use_mean_pooling=True, num_classes=3, ln_eps=hf_config.layer_norm_eps))
+    load_videomae(reference.eval(), hf.state_dict())
+    video = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(ours.classify(video), reference.classify(video))
+
+
+def test_hub_files_go_through_the_hub_client(tmp_path, monkeypatch):
+    calls = []
+
+    def hf_hub_download(repo, filename, local_dir):
+        calls.append((repo, filename))
+        target = tmp_path / "hub" / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("{}")
+        return str(target)
+
+    monkeypatch.setattr(weights, "_hub_client", lambda: hf_hub_download)
+    folder = weights.fetch("videomae-base")
+    assert calls == [("MCG-NJU/videomae-base", "config.json"), ("MCG-NJU/videomae-base", "pytorch_model.bin")]
+    assert weights.path("videomae-base") == folder and (folder / "pytorch_model.bin").is_file()
+
+
 def test_official_pth_loads_strictly(tmp_path):
     torch.manual_seed(0)
     pretrain = VideoMAE(small(img_size=224, num_frames=16, patch=16))
