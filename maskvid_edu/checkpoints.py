@@ -438,7 +438,8 @@ def load_videomae(model: nn.Module, state_dict_or_path, strict: bool = True, che
 def to_official(model: nn.Module) -> dict[str, torch.Tensor]:
     """Our weights in the official layout: pre-training (``encoder.*``, ``decoder.*`` …) for a
     :class:`VideoMAE`, fine-tuned (``patch_embed.*``, ``blocks.*`` …) for a :class:`VisionTransformer`.
-    Tensors are detached copies; position embeddings are not included (the official code builds them)."""
+    Tensors are detached copies; fixed position embeddings are not included (the official code builds
+    them), a learned one (``learned_pos=True``) is, as ``pos_embed``."""
     if not isinstance(model, (VideoMAE, VisionTransformer)):
         raise ValueError(f"model must be a VideoMAE or a VisionTransformer, got {type(model).__name__}")
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
