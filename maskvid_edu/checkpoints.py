@@ -21,12 +21,17 @@ wrap the weights (``{"model": …}``, ``{"module": …}``, ``{"state_dict": …}
 ``module.``); the wrapping is removed first.
 
 The sinusoidal position embeddings are fixed buffers, not weights: a checkpoint that carries one
-has it checked against ours and reported as ignored.
+has it checked against ours and reported as ignored — also when it was made for another token
+grid (other frames or frame size), since ours is recomputed for the model's grid. A *learned*
+position embedding loads into an encoder built with ``learned_pos=True``; stored for another
+grid, it is interpolated to the model's (space bicubic, time linear), with one logged line.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import math
 import os
 import re
 import tempfile
@@ -38,7 +43,7 @@ import torch
 import torch.nn as nn
 
 from .models.videomae import VideoMAE
-from .models.vit import VisionTransformer, sinusoid_table
+from .models.vit import VisionTransformer, resize_position_embedding, sinusoid_table
 
 __all__ = [
     "LoadReport",
@@ -48,6 +53,8 @@ __all__ = [
     "to_transformers",
     "read_state_dict",
     "check_finite",
+    "is_sinusoid",
+    "infer_grid",
     "save_checkpoint",
     "atomic_write",
     "remove_stale_temporaries",
@@ -94,6 +101,8 @@ _HF_TOP = {  # keys at the top level of the transformers pre-training / classifi
 }
 _PRETRAIN_ONLY = ("decoder.", "encoder_to_decoder.", "mask_token")
 _POS_KEYS = ("encoder.pos_embed", "pos_embed", "decoder.pos_embed", "decoder_pos_embed")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -269,21 +278,37 @@ def _canonical(sd: Mapping[str, torch.Tensor], fmt: str) -> tuple[dict, dict]:
     return dict(sd), {}
 
 
+def is_sinusoid(table: torch.Tensor, tol: float = 1e-4) -> bool:
+    """Whether a stored position embedding (any leading shape, last dim = channels) is the fixed
+    sinusoid of its own length (:func:`~maskvid_edu.models.vit.sinusoid_table`)."""
+    flat = table.reshape(-1, table.shape[-1]).float().cpu()
+    return (flat - sinusoid_table(*flat.shape)).abs().max().item() <= tol
+
+
 def _check_position(key: str, value: torch.Tensor, model_pos: dict[str, torch.Tensor]) -> str:
     """Compare a stored position embedding with our fixed one; return why it is ignored.
 
     ``encoder.pos_embed`` is the encoder's; the official pre-training model keeps the decoder's at
-    the top level (``pos_embed``).
+    the top level (``pos_embed``). The sinusoid of another grid is ignored too (ours is recomputed
+    for the model's grid); anything else is a learned embedding, refused by a fixed model.
     """
     ours = model_pos.get("encoder" if key == "encoder.pos_embed" else "decoder")
     if ours is None:
         return "fixed sinusoidal position embedding of a part this model does not have"
     stored = value.reshape(-1, value.shape[-1]).float()
-    if stored.shape != ours.shape:
+    if stored.shape[-1] != ours.shape[-1]:
         raise ValueError(
             f"checkpoint entry {key!r} is a position embedding of shape {tuple(stored.shape)}, the model's is "
-            f"{tuple(ours.shape)}: build the model for the checkpoint's input size"
+            f"{tuple(ours.shape)}: its width differs, so it belongs to another model size"
         )
+    if stored.shape != ours.shape:
+        if not is_sinusoid(stored):
+            raise ValueError(
+                f"checkpoint entry {key!r} is a learned position embedding of {stored.shape[0]} tokens, the model "
+                f"has {ours.shape[0]}: build the encoder with learned_pos=True to load (and interpolate) it"
+            )
+        return (f"fixed sinusoidal position embedding of a {stored.shape[0]}-token grid (not a weight); "
+                f"recomputed for the model's {ours.shape[0]} tokens")
     diff = (stored - ours.float().cpu()).abs().max().item()
     if diff > 1e-4:
         raise ValueError(
@@ -293,12 +318,38 @@ def _check_position(key: str, value: torch.Tensor, model_pos: dict[str, torch.Te
     return "fixed sinusoidal position embedding (not a weight), equal to ours"
 
 
+def infer_grid(num_tokens: int, like) -> tuple[int, int, int]:
+    """The token grid ``(t, h, w)`` of a stored position embedding of ``num_tokens`` rows, guessed
+    from the grid ``like`` it is loaded into: the same frame size (other clip length) first,
+    then the same clip length with square frames. ``ValueError`` when neither fits."""
+    t, h, w = (int(v) for v in like)
+    if num_tokens % (h * w) == 0:
+        return num_tokens // (h * w), h, w
+    side = math.isqrt(num_tokens // t) if num_tokens % t == 0 else 0
+    if side and t * side * side == num_tokens:
+        return t, side, side
+    raise ValueError(f"cannot tell the token grid of a {num_tokens}-token position embedding loaded into grid "
+                     f"{(t, h, w)}: pass checkpoint_grid=(t, h, w)")
+
+
+def _fit_learned(key: str, value: torch.Tensor, encoder: VisionTransformer, checkpoint_grid) -> torch.Tensor:
+    """A stored learned position embedding as ``(N, dim)`` for ``encoder``'s grid (interpolated if needed)."""
+    table = value.reshape(-1, value.shape[-1])
+    grid = encoder.config.grid
+    if table.shape[0] == math.prod(grid):
+        return table
+    source = tuple(checkpoint_grid) if checkpoint_grid is not None else infer_grid(table.shape[0], grid)
+    log.info("%s: learned position embedding of grid %s interpolated to the model's grid %s "
+             "(space bicubic, time linear)", key, source, grid)
+    return resize_position_embedding(table, source, grid)
+
+
 # --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------
 
 
-def load_videomae(model: nn.Module, state_dict_or_path, strict: bool = True) -> LoadReport:
+def load_videomae(model: nn.Module, state_dict_or_path, strict: bool = True, checkpoint_grid=None) -> LoadReport:
     """Load official or transformers VideoMAE weights into ``model`` (a :class:`VideoMAE` or a
     :class:`VisionTransformer`), converting the layout.
 
@@ -310,6 +361,9 @@ def load_videomae(model: nn.Module, state_dict_or_path, strict: bool = True) -> 
     For an encoder target, the pre-training parts of a checkpoint (decoder, ``encoder_to_decoder``,
     ``mask_token``) are ignored, not unexpected: taking the encoder out of a pre-trained model is
     what loading it into an encoder means. Shape mismatches always raise ``ValueError``.
+    checkpoint_grid: the token grid ``(t, h, w)`` the checkpoint was trained on, used to
+        interpolate a learned position embedding into an encoder built for another grid;
+        default: guessed by :func:`infer_grid`.
     Returns a :class:`LoadReport`.
     """
     if not isinstance(model, (VideoMAE, VisionTransformer)):
@@ -332,8 +386,12 @@ def load_videomae(model: nn.Module, state_dict_or_path, strict: bool = True) -> 
         model_pos = {"encoder": model.pos_embed}
     converted, unknown = _canonical(sd, fmt)
     report.unexpected.extend(sorted(unknown))
+    learned = isinstance(model, VisionTransformer) and model.config.learned_pos
     for key in [k for k in converted if k in _POS_KEYS]:
-        report.ignored[key] = _check_position(key, converted.pop(key), model_pos)
+        if learned and key == "encoder.pos_embed":  # a weight of this encoder: keep it, on its grid
+            converted[key] = _fit_learned(key, converted[key], model, checkpoint_grid)
+        else:
+            report.ignored[key] = _check_position(key, converted.pop(key), model_pos)
 
     if isinstance(model, VisionTransformer):  # an encoder: strip the prefix, set the rest aside
         encoder_sd = {}
@@ -381,7 +439,8 @@ def load_videomae(model: nn.Module, state_dict_or_path, strict: bool = True) -> 
 def to_official(model: nn.Module) -> dict[str, torch.Tensor]:
     """Our weights in the official layout: pre-training (``encoder.*``, ``decoder.*`` …) for a
     :class:`VideoMAE`, fine-tuned (``patch_embed.*``, ``blocks.*`` …) for a :class:`VisionTransformer`.
-    Tensors are detached copies; position embeddings are not included (the official code builds them)."""
+    Tensors are detached copies; fixed position embeddings are not included (the official code builds
+    them), a learned one (``learned_pos=True``) is, as ``pos_embed``."""
     if not isinstance(model, (VideoMAE, VisionTransformer)):
         raise ValueError(f"model must be a VideoMAE or a VisionTransformer, got {type(model).__name__}")
     return {k: v.detach().clone() for k, v in model.state_dict().items()}

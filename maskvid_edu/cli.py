@@ -43,6 +43,7 @@ from .evaluate.propagation import PropagationConfig
 from .launch import format_plan, plan_launch, torchrun_command
 from .models import create
 from .models.vit import VisionTransformer
+from . import weights
 from .recipes import (
     DATA_SOURCES,
     METHODS,
@@ -666,6 +667,31 @@ def _add_zoo(sub) -> None:
     b.add_argument("--restart", action="store_true", help="start afresh instead of resuming a checkpoint")
     zsub.add_parser("list", help="every recipe with its steps, wall time, final loss and sha256")
     p.set_defaults(func=_zoo, parser=p)
+# -- weights: the published checkpoints (maskvid_edu.weights) -----------------------------
+
+
+def _weights(args, parser) -> int:
+    if args.action != "list" and not args.name:
+        parser.exit(2, f"maskvid-edu weights {args.action}: error: NAME is required\n")
+    try:
+        if args.action == "list":
+            print(weights.format_table())
+        else:
+            print(weights.fetch(args.name) if args.action == "fetch" else weights.path(args.name))
+    except (KeyError, weights.FetchError) as err:
+        parser.exit(2, f"maskvid-edu weights {args.action}: error: {err.args[0]}\n")
+    return 0
+
+
+def _add_weights(sub) -> None:
+    p = sub.add_parser("weights", help="list, fetch or locate published checkpoints (VideoMAE, VideoMAE V2)",
+                       description="Published checkpoints: 'list' shows the registry and what is cached, 'fetch NAME'\n"
+                       "downloads one into the cache ($MASKVID_CACHE, default ~/.cache/maskvid_edu/weights),\n"
+                       "'path NAME' prints where it is. Load it with maskvid_edu.pretrained.from_pretrained(NAME).",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=("list", "fetch", "path"))
+    p.add_argument("name", nargs="?", metavar="NAME", help="a name from 'maskvid-edu weights list'")
+    p.set_defaults(func=_weights, parser=p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -680,6 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     _add_launch(sub)
     _add_zoo(sub)
+    _add_weights(sub)
     return parser
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "vit_config",
     "sinusoid_table",
     "position_embedding",
+    "resize_position_embedding",
     "token_index",
     "PatchEmbed",
     "Attention",
@@ -87,6 +88,10 @@ class ViTConfig:
         ``"interpolate"`` (trilinear resize of the built grid's table, keeping each token's
         place in space and time) or ``"rebuild"`` (a fresh 1-D table over the new ``t·h·w``,
         what the official code does when a model is *built* at another size).
+    learned_pos: a learned position embedding (a parameter saved in the state dict, started at
+        the sinusoid) instead of the fixed sinusoid; for checkpoints that carry one (the official
+        fine-tuning code's ``use_learnable_pos_emb``). Other grids resize it with
+        :func:`resize_position_embedding`.
     """
 
     img_size: int = 224
@@ -109,6 +114,7 @@ class ViTConfig:
     head_drop: float = 0.0
     head_init_scale: float = 1.0
     pos_resize: str = "interpolate"
+    learned_pos: bool = False
 
     def __post_init__(self):
         check_positive_ints(self, ("img_size", "num_frames", "tubelet", "patch", "in_chans", "dim", "depth", "heads"))
@@ -256,6 +262,30 @@ def position_embedding(grid, dim: int, reference_grid=None, mode: str = "interpo
     volume = table.T.reshape(1, dim, t0, h0, w0)  # (1, dim, t₀, h₀, w₀)
     volume = F.interpolate(volume, size=(t, h, w), mode="trilinear", align_corners=False)  # (1, dim, t, h, w)
     return volume.reshape(dim, t * h * w).T.contiguous()  # (N, dim)
+
+
+def resize_position_embedding(table: torch.Tensor, grid, new_grid) -> torch.Tensor:
+    """Resize a stored (learned) position embedding ``(t·h·w, dim)`` of token grid ``grid`` to
+    ``new_grid``: bicubic in space (each time slice as an image, as timm does for image ViTs),
+    then linear in time. Returns ``(t'·h'·w', dim)`` in the table's dtype.
+
+    A learned table has no formula to recompute it from, so the only way to use it on another
+    grid is to read it as a ``(dim, t, h, w)`` volume and resample it; fixed sinusoids are
+    recomputed instead (:func:`position_embedding`).
+    """
+    t0, h0, w0 = (int(v) for v in grid)
+    t, h, w = (int(v) for v in new_grid)
+    if table.shape[0] != t0 * h0 * w0:
+        raise ValueError(f"table has {table.shape[0]} rows, grid {tuple(grid)} has {t0 * h0 * w0} tokens")
+    dim = table.shape[-1]
+    x = table.float().reshape(t0, h0, w0, dim).permute(0, 3, 1, 2)  # (t₀, dim, h₀, w₀)
+    if (h, w) != (h0, w0):
+        x = F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False)  # (t₀, dim, h, w)
+    x = x.permute(1, 2, 3, 0).reshape(1, dim * h * w, t0)  # (1, dim·h·w, t₀)
+    if t != t0:
+        x = F.interpolate(x, size=t, mode="linear", align_corners=False)  # (1, dim·h·w, t)
+    x = x.reshape(dim, h, w, t).permute(3, 1, 2, 0)  # (t, h, w, dim)
+    return x.reshape(t * h * w, dim).to(table.dtype).contiguous()
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,8 +467,10 @@ class VisionTransformer(nn.Module):
         self.config = config
         c = config
         self.patch_embed = PatchEmbed(c.in_chans, c.dim, c.tubelet, c.patch)
-        # fixed sinusoid, a buffer that moves with .to() but is not saved in the state dict
-        self.register_buffer("pos_embed", sinusoid_table(c.num_tokens, c.dim), persistent=False)
+        if c.learned_pos:  # a weight, saved and trained, started at the sinusoid
+            self.pos_embed = nn.Parameter(sinusoid_table(c.num_tokens, c.dim))
+        else:  # fixed sinusoid, a buffer that moves with .to() but is not saved in the state dict
+            self.register_buffer("pos_embed", sinusoid_table(c.num_tokens, c.dim), persistent=False)
         self.blocks = make_blocks(
             c.dim, c.depth, c.heads, c.mlp_ratio, c.qkv_bias, c.drop_path, c.attn_drop, c.layer_scale_init, c.ln_eps
         )
@@ -470,9 +502,11 @@ class VisionTransformer(nn.Module):
 
     def position_embedding(self, grid, device=None, dtype=None) -> torch.Tensor:
         """``(t·h·w, dim)`` for ``grid``: the stored buffer for the built grid, else resized
-        according to ``config.pos_resize``."""
+        according to ``config.pos_resize`` (a learned one by :func:`resize_position_embedding`)."""
         if tuple(grid) == self.config.grid:
             pos = self.pos_embed
+        elif self.config.learned_pos:
+            pos = resize_position_embedding(self.pos_embed, self.config.grid, grid)
         else:
             pos = position_embedding(grid, self.config.dim, self.config.grid, self.config.pos_resize)
         return pos.to(device=device or self.pos_embed.device, dtype=dtype or pos.dtype)
