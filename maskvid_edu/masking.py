@@ -1,4 +1,4 @@
-"""Which tokens are hidden: the mask generators of VideoMAE, VideoMAE V2 and VideoMAC.
+"""Which tokens are hidden: the mask generators of VideoMAE, VideoMAE V2, VideoMAC, V-JEPA and MGMAE.
 
 A video of shape ``(B, C, T, H, W)`` cut into tubelets of ``tubelet × p × p`` pixels becomes a
 *token grid* ``(t, h, w) = (T / tubelet, H / p, W / p)``. Tokens are numbered in raster order
@@ -20,7 +20,15 @@ strategy               unit masked                             masked tokens per
 ``frame_mask``         one temporal slot, all its ``h·w``      ``h·w · floor(ρ·t)``
 ``pair_mask``          a tube over a frame pair (``t = 2``)    ``2 · floor(ρ·h·w)``
 ``running_cell_mask``  a fixed share of each 2×2 cell          ``t·h·w · floor(4ρ) / 4``
+``multiblock_mask``    a union of spatial blocks, as tubes     ``t · k`` (``k`` see below)
+``flow_guided_mask``   a base-frame mask warped along flow     ``t · k`` (``k`` of the base)
 =====================  ======================================  ==============================
+
+V-JEPA's multi-block mask (:func:`multiblock_mask`) draws a few large rectangles per sample; the
+size of their union varies from sample to sample, so it is *equalised* to ``k`` positions (the
+batch minimum, or ``floor(ρ·h·w)`` through :data:`MASKERS` ``["multiblock"]``). MGMAE's
+flow-guided mask (:func:`flow_guided_mask`) needs optical flow besides the grid, so it is a
+function of its own, not an entry of :data:`MASKERS`.
 
 Randomness comes only from the ``torch.Generator`` you pass (or torch's default one), so the
 same seed gives the same masks. Noise is drawn on the generator's device, then the mask is moved
@@ -31,6 +39,7 @@ generator keeps mask generation on the GPU.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -43,6 +52,14 @@ __all__ = [
     "frame_mask",
     "pair_mask",
     "running_cell_mask",
+    "BlockSpec",
+    "SHORT_RANGE",
+    "LONG_RANGE",
+    "VJEPA_BLOCKS",
+    "block_union",
+    "multiblock_mask",
+    "multiblock_ratio_mask",
+    "flow_guided_mask",
     "make_mask",
     "mask_count",
     "check_grid",
@@ -206,16 +223,210 @@ def running_cell_mask(batch: int, grid: Grid, ratio: float = 0.5, *, generator=N
     return grid_mask.contiguous()
 
 
+# --------------------------------------------------------------------------------------------
+# V-JEPA: multi-block masks
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One family of V-JEPA blocks: ``num_blocks`` rectangles of ``spatial_scale · h·w`` positions.
+
+    Each block's aspect ratio (height / width) is drawn uniformly from ``aspect_ratio``; its
+    height is ``round(sqrt(scale·h·w · ar))`` and its width ``round(sqrt(scale·h·w / ar))``,
+    clipped to the grid; its top-left corner is uniform over the places where it fits. A block
+    covers every temporal slot (V-JEPA's ``temporal_scale = 1``): it is a tube.
+    """
+
+    num_blocks: int
+    spatial_scale: float
+    aspect_ratio: tuple[float, float] = (0.75, 1.5)
+
+    def __post_init__(self):
+        if isinstance(self.num_blocks, bool) or not isinstance(self.num_blocks, int) or self.num_blocks < 1:
+            raise ValueError(f"num_blocks must be a positive int, got {self.num_blocks!r}")
+        if not 0.0 < self.spatial_scale <= 1.0:
+            raise ValueError(f"spatial_scale must be in (0, 1], got {self.spatial_scale!r}")
+        lo, hi = self.aspect_ratio
+        if not 0.0 < lo <= hi:
+            raise ValueError(f"aspect_ratio must be a (low, high) pair with 0 < low ≤ high, got {self.aspect_ratio!r}")
+
+
+#: V-JEPA's short-range mask: 8 blocks of 15 % of the frame each (configs/pretrain/vitl16.yaml).
+SHORT_RANGE = BlockSpec(num_blocks=8, spatial_scale=0.15, aspect_ratio=(0.75, 1.5))
+#: V-JEPA's long-range mask: 2 blocks of 70 % of the frame each.
+LONG_RANGE = BlockSpec(num_blocks=2, spatial_scale=0.7, aspect_ratio=(0.75, 1.5))
+#: The two masks V-JEPA draws for every clip (each one a mask of its own, not their union).
+VJEPA_BLOCKS = {"short": (SHORT_RANGE,), "long": (LONG_RANGE,)}
+
+
+def block_union(batch: int, grid_hw: tuple[int, int], specs, *, generator=None, device="cpu") -> torch.Tensor:
+    """The union of the blocks of ``specs`` (see :class:`BlockSpec`) per sample: bool ``(B, h·w)``.
+
+    Every sample draws its own blocks (aspect ratios and places), on the generator's device.
+    The union's size differs between samples; :func:`multiblock_mask` equalises it.
+    """
+    _check_batch(batch)
+    h, w = (int(v) for v in grid_hw)
+    specs = tuple(specs)
+    if not specs or not all(isinstance(s, BlockSpec) for s in specs):
+        raise ValueError(f"specs must be a non-empty sequence of BlockSpec, got {specs!r}")
+    noise_device = generator.device if generator is not None else device
+    rows = torch.arange(h, device=noise_device).view(1, 1, h, 1)  # (1, 1, h, 1)
+    cols = torch.arange(w, device=noise_device).view(1, 1, 1, w)  # (1, 1, 1, w)
+    union = torch.zeros(batch, h, w, dtype=torch.bool, device=noise_device)
+    for spec in specs:
+        u = _noise(batch, 3 * spec.num_blocks, generator, device).view(batch, 3, spec.num_blocks)  # (B, 3, nb)
+        lo, hi = spec.aspect_ratio
+        ar = lo + u[:, 0] * (hi - lo)  # (B, nb) height / width
+        area = max(1, int(spec.spatial_scale * h * w))  # positions per block, as V-JEPA's max_keep
+        bh = torch.sqrt(area * ar).round().clamp(1, h).long()  # (B, nb)
+        bw = torch.sqrt(area / ar).round().clamp(1, w).long()  # (B, nb)
+        top = (u[:, 1] * (h - bh + 1)).long().clamp(max=h - bh)  # (B, nb) uniform over the places that fit
+        left = (u[:, 2] * (w - bw + 1)).long().clamp(max=w - bw)
+        inside_r = (rows >= top[..., None, None]) & (rows < (top + bh)[..., None, None])  # (B, nb, h, 1)
+        inside_c = (cols >= left[..., None, None]) & (cols < (left + bw)[..., None, None])  # (B, nb, 1, w)
+        union |= (inside_r & inside_c).any(dim=1)  # (B, h, w)
+    return union.view(batch, h * w)
+
+
+def _equalise(selected: torch.Tensor, k: int, generator, device) -> torch.Tensor:
+    """Exactly ``k`` True per row, changing ``selected`` (bool ``(B, n)``) as little as possible:
+    a row with more keeps ``k`` of its True entries, uniformly at random; a row with fewer keeps
+    all of them and gains random ones among its False entries."""
+    key = _noise(*selected.shape, generator, device) + (~selected).to(torch.float32)  # selected first
+    ranks = key.argsort(dim=1).argsort(dim=1)  # (B, n)
+    return ranks < k
+
+
+def multiblock_mask(batch: int, grid: Grid, specs=(SHORT_RANGE,), *, count: int | None = None,
+                    generator=None, device="cpu") -> torch.Tensor:
+    """V-JEPA's multi-block mask: the union of a few large spatial blocks, hidden in every frame.
+
+    Args:
+        batch: ``B``.
+        grid: token grid ``(t, h, w)``.
+        specs: the :class:`BlockSpec` families whose blocks are all hidden together
+            (V-JEPA's two masks are ``(SHORT_RANGE,)`` and ``(LONG_RANGE,)``, drawn separately).
+        count: hidden spatial positions per sample. None: the **smallest union of the batch**
+            (kept within ``1 … h·w − 1``, so the encoder always sees something).
+        generator: the only source of randomness (block shapes, places, equalisation).
+
+    **Equal counts.** The library's masks hide the same number of tokens in every sample, but
+    unions of random blocks differ in size. Each sample's union is brought to exactly ``k``
+    spatial positions (``k = count``, else the batch minimum): a larger union *unhides* randomly
+    chosen positions of its own blocks, a smaller one (only with ``count``) *hides* randomly
+    chosen positions outside them. With the batch minimum nothing is ever added, and the
+    blocks of the smallest sample stay whole. (The official collator trims each sample's list
+    of hidden indices to the batch minimum, dropping the last ones in raster order; random
+    positions keep the mask free of a bias towards the top of the frame.)
+
+    The spatial mask is repeated over all ``t`` slots (a tube), so ``t · k`` tokens are hidden.
+    Returns bool ``(B, N)``, True = hidden.
+    """
+    t, h, w = check_grid(grid)
+    union = block_union(batch, (h, w), specs, generator=generator, device=device)  # (B, h·w)
+    if count is None:
+        k = int(union.sum(dim=1).min())  # counted on the generator's device: no wait for another one
+        k = min(max(k, 1), h * w - 1)  # at least one hidden and one visible position
+    else:
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 < count < h * w:
+            raise ValueError(f"count must be an int in (0, {h * w}), got {count!r}")
+        k = count
+    spatial = _equalise(union, k, generator, device)  # (B, h·w), k True per row
+    return spatial.repeat(1, t).to(device)  # (B, t·h·w): t slowest, so repeating the row makes tubes
+
+
+def multiblock_ratio_mask(batch: int, grid: Grid, ratio: float, *, generator=None, device="cpu",
+                          blocks: str = "short") -> torch.Tensor:
+    """:func:`multiblock_mask` with V-JEPA's ``blocks`` (``"short"`` or ``"long"``) and a count
+    fixed by ``ratio``: ``floor(ratio·h·w)`` positions, hidden over all ``t`` slots — the tube
+    mask's count, known before any mask is drawn (:func:`mask_count`). Choose ``ratio`` near
+    the typical union, so the equalisation changes few positions: on a 14×14 grid (and on the
+    8×8 demo grid) short-range blocks cover 0.63 of the frame on average (10 % of samples below
+    0.53), long-range blocks 0.84 (10 % below 0.77)."""
+    t, h, w = check_grid(grid)
+    if blocks not in VJEPA_BLOCKS:
+        raise ValueError(f"blocks must be one of {sorted(VJEPA_BLOCKS)}, got {blocks!r}")
+    k = num_masked(h * w, ratio)
+    return multiblock_mask(batch, grid, VJEPA_BLOCKS[blocks], count=k, generator=generator, device=device)
+
+
+def _multiblock_long(batch: int, grid: Grid, ratio: float, *, generator=None, device="cpu") -> torch.Tensor:
+    return multiblock_ratio_mask(batch, grid, ratio, generator=generator, device=device, blocks="long")
+
+
+# --------------------------------------------------------------------------------------------
+# MGMAE: masks that follow the motion
+# --------------------------------------------------------------------------------------------
+
+
+def flow_guided_mask(base_mask: torch.Tensor, flow: torch.Tensor, *, generator=None) -> torch.Tensor:
+    """MGMAE's motion-guided mask: a base-frame mask carried along the optical flow.
+
+    Args:
+        base_mask: bool ``(B, h·w)``, the mask of the first temporal slot, True = hidden, the
+            same count ``k`` in every sample (e.g. a row of :func:`tube_mask` over ``t = 1``).
+        flow: ``(B, t-1, 2, h, w)`` float, in **token units**: ``flow[:, s, 0]`` and
+            ``flow[:, s, 1]`` are how far the content at each token of slot ``s`` moves along
+            ``x`` (columns) and ``y`` (rows) by slot ``s+1``.
+        generator: randomness for ties and holes.
+
+    Rule, slot by slot: every token of slot ``s`` carries a score — 1 if hidden, 0 if visible,
+    plus a random fraction in [0, 1) — to its rounded destination in slot ``s+1`` (forward
+    warping; destinations outside the frame are dropped). A **collision** (several tokens land
+    on one place) keeps the highest score, so a hidden token wins over a visible one; a
+    **hole** (nothing lands) gets a fresh fraction in [0, 1), i.e. counts as visible. Slot
+    ``s+1`` hides its ``k`` highest scores: every token that followed a hidden one, and, when
+    collisions or the frame's edge lost some, the places with the highest fractions among the
+    rest. So every slot hides exactly ``k``, and a whole-token translation that keeps the
+    hidden tokens inside the frame moves the mask exactly.
+
+    Returns bool ``(B, t·h·w)``, raster order with ``t`` slowest.
+    """
+    if not isinstance(base_mask, torch.Tensor) or base_mask.dtype != torch.bool or base_mask.dim() != 2:
+        raise ValueError(f"base_mask must be a bool (B, h·w) tensor, got {getattr(base_mask, 'shape', base_mask)!r}")
+    if not isinstance(flow, torch.Tensor) or flow.dim() != 5 or flow.shape[2] != 2:
+        raise ValueError(f"flow must be a (B, t-1, 2, h, w) tensor, got {getattr(flow, 'shape', type(flow))}")
+    B, steps, _, h, w = flow.shape
+    if base_mask.shape != (B, h * w):
+        raise ValueError(f"base_mask must have shape (B, h·w) = {(B, h * w)} to match flow, got {tuple(base_mask.shape)}")
+    k = check_mask(base_mask, h * w, name="base_mask")
+    device = base_mask.device
+    ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")  # (h, w)
+    score = base_mask.float() + _noise(B, h * w, generator, device).to(device)  # (B, h·w): 1 + u hidden, u visible
+    masks = [base_mask]
+    for s in range(steps):
+        dx = flow[:, s, 0].round().long()  # (B, h, w)
+        dy = flow[:, s, 1].round().long()
+        tx, ty = xs + dx, ys + dy  # (B, h, w) destination of every token
+        inside = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
+        dest = torch.where(inside, ty * w + tx, torch.full_like(tx, h * w)).view(B, h * w)  # h·w = dropped
+        warped = torch.full((B, h * w + 1), -1.0, device=device)
+        warped.scatter_reduce_(1, dest, score, reduce="amax", include_self=True)  # collisions: highest score
+        warped = warped[:, : h * w]  # (B, h·w)
+        holes = warped < 0
+        warped = torch.where(holes, _noise(B, h * w, generator, device).to(device), warped)  # a hole counts as visible
+        ranks = warped.argsort(dim=1, descending=True).argsort(dim=1)  # (B, h·w)
+        mask = ranks < k  # the k highest scores
+        score = mask.float() + warped.frac()  # re-score: the hidden set of this slot moves on
+        masks.append(mask)
+    return torch.cat(masks, dim=1)  # (B, t·h·w)
+
+
 MASKERS = {
     "tube": tube_mask,
     "random": random_mask,
     "frame": frame_mask,
     "running_cell": running_cell_mask,
+    "multiblock": multiblock_ratio_mask,  # V-JEPA's short-range blocks, count floor(ρ·h·w) per slot
+    "multiblock_long": _multiblock_long,  # V-JEPA's long-range blocks, the same count rule
 }
 
 
 def make_mask(strategy: str, batch: int, grid: Grid, ratio: float, *, generator=None, device="cpu") -> torch.Tensor:
-    """Dispatch by name: ``"tube"``, ``"random"``, ``"frame"`` or ``"running_cell"``."""
+    """Dispatch by name: ``"tube"``, ``"random"``, ``"frame"``, ``"running_cell"``,
+    ``"multiblock"`` or ``"multiblock_long"``."""
     if strategy not in MASKERS:
         raise ValueError(f"strategy must be one of {sorted(MASKERS)}, got {strategy!r}")
     return MASKERS[strategy](batch, grid, ratio, generator=generator, device=device)
@@ -225,14 +436,14 @@ def mask_count(strategy: str, grid: Grid, ratio: float) -> int:
     """How many tokens per sample ``make_mask(strategy, ·, grid, ratio)`` sets True.
 
     Known before any mask exists, from the rule of each strategy: ``floor(ρ·N)`` (random),
-    ``t·floor(ρ·h·w)`` (tube), ``floor(ρ·t)·h·w`` (frame), ``t·(h·w/4)·floor(4ρ)`` (running
+    ``t·floor(ρ·h·w)`` (tube, multiblock), ``floor(ρ·t)·h·w`` (frame), ``t·(h·w/4)·floor(4ρ)`` (running
     cell). A model that takes its count from here instead of from the mask's contents never
     waits for the device (see :func:`check_mask`).
     """
     t, h, w = check_grid(grid)
     if strategy == "random":
         return num_masked(t * h * w, ratio)
-    if strategy == "tube":
+    if strategy in ("tube", "multiblock", "multiblock_long"):
         return t * num_masked(h * w, ratio)
     if strategy == "frame":
         return num_masked(t, ratio) * h * w

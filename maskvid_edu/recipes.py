@@ -62,7 +62,7 @@ __all__ = [
     "load_vqgan_tokenizer",
 ]
 
-METHODS = ("videomae", "videomac", "mam2")
+METHODS = ("videomae", "videomac", "mam2", "vjepa")
 DATA_SOURCES = ("synthetic",)
 RECIPE_SECTIONS = ("method", "model", "model_overrides", "data", "train", "launch")
 #: Keys of a recipe's optional ``launch`` section.

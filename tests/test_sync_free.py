@@ -31,6 +31,7 @@ MODELS = [
     ("videomac_convnextv2_demo", {}),
     ("videomac_resnet_demo", {}),
     ("videomac_resnet50_tv", {}),  # visible-site BatchNorm and strided residual branches
+    ("vjepa_vit_demo", {}),  # multi-block mask, predictor and EMA target encoder
 ]
 
 

@@ -19,5 +19,6 @@ from . import videomae  # noqa: E402,F401  videomae_vit_{s,b,l,h,g,demo}
 from . import mam2  # noqa: E402,F401  mam2_vit_{s,b,l,demo}
 from . import convnextv2, resnet  # noqa: E402,F401  encoder_convnextv2_*, encoder_*resnet*
 from . import videomac  # noqa: E402,F401  videomac_convnextv2_*, videomac_resnet{18,50,50_tv,_demo}
+from . import vjepa  # noqa: E402,F401  vjepa_vit_{s,b,l,h,demo}
 
 __all__ = ["create", "list_models", "register", "PretrainModel", "PretrainOutput"]

@@ -1,6 +1,6 @@
 """What every pre-training model shares: the ``model(video, mask)`` contract and its mask rule.
 
-Every method of the course (VideoMAE, MAM2, VideoMAC) is a :class:`PretrainModel` and is used
+Every method of the course (VideoMAE, MAM2, VideoMAC, V-JEPA) is a :class:`PretrainModel` and is used
 the same way, by the trainer, the benchmarks and the notebooks alike::
 
     model = create("videomae_vit_demo")
