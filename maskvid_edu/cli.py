@@ -40,7 +40,7 @@ from .evaluate.davis import downstream_encoder, evaluate_davis, load_pretrained
 from .evaluate.finetune import VideoClassifier, evaluate_views, finetune
 from .evaluate.probe import FrameEncoder, extract_features, knn_accuracy, linear_probe
 from .evaluate.propagation import PropagationConfig
-from .launch import format_plan, plan_launch, torchrun_command
+from .launch import format_plan, plan_launch, sbatch_script, torchrun_command
 from .models import create
 from .models.vit import VisionTransformer
 from .recipes import (
@@ -590,11 +590,18 @@ def _launch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         plan = plan_launch(args.config, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                            batch_size=args.batch_size, target_batch=args.target_batch)
         out = args.out if args.out is not None else str(Path("runs") / Path(args.config).name.removesuffix(".yaml"))
+        if args.slurm:  # an sbatch script; the rendezvous comes from SLURM's environment
+            if args.rdzv_endpoint is not None:
+                raise ValueError("--rdzv-endpoint goes without --slurm: under SLURM the first node of the job hosts it")
+            print(sbatch_script(plan, args.config, out=out, data=args.data, root=args.root, resume=args.resume,
+                                time=args.time, partition=args.partition, account=args.account), end="", flush=True)
+            return 0
         command = torchrun_command(plan, args.config, out=out, data=args.data, root=args.root,
                                    rdzv_endpoint=args.rdzv_endpoint, job_id=args.job_id, resume=args.resume)
     except (ValueError, FileNotFoundError) as err:
         message = str(err)
-        for name in ("nodes", "gpus_per_node", "batch_size", "target_batch", "rdzv_endpoint", "job_id"):
+        for name in ("nodes", "gpus_per_node", "batch_size", "target_batch", "rdzv_endpoint", "job_id", "time",
+                     "partition", "account"):
             if message.startswith(name + " ") or message.startswith(name + ":"):
                 message = "--" + name.replace("_", "-") + message[len(name):]
         parser.exit(2, f"maskvid-edu launch: error: {message}\n")
@@ -615,7 +622,8 @@ def _add_launch(sub) -> None:
         "  maskvid-edu launch --config videomae_vit_b_k400 --gpus-per-node 8\n"
         "  maskvid-edu launch --config videomae_vit_b_k400 --nodes 8 --gpus-per-node 8 --rdzv-endpoint node0:29500 \\\n"
         "      --data data/kinetics400/train.csv --root data/kinetics400/train --out /shared/runs/vit_b\n"
-        "  maskvid-edu launch --config videomae_vit_b_k400 --gpus-per-node 4 --batch-size 16   # smaller GPUs",
+        "  maskvid-edu launch --config videomae_vit_b_k400 --gpus-per-node 4 --batch-size 16   # smaller GPUs\n"
+        "  maskvid-edu launch --config videomae_vit_b_k400 --nodes 8 --gpus-per-node 8 --slurm --partition gpu > job.sh",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", required=True, metavar="YAML",
@@ -635,6 +643,12 @@ def _add_launch(sub) -> None:
     p.add_argument("--job-id", default="maskvid", metavar="JOB", help="rendezvous id shared by all nodes (default maskvid)")
     p.add_argument("--resume", action="store_true",
                    help="add pretrain --resume: continue the run in --out (also on another number of GPUs)")
+    g = p.add_argument_group("SLURM")
+    g.add_argument("--slurm", action="store_true",
+                   help="print an sbatch script instead (srun + torchrun, rendezvous from SLURM's environment)")
+    g.add_argument("--time", default="24:00:00", metavar="D-HH:MM:SS", help="--slurm: wall-clock limit (default 24:00:00)")
+    g.add_argument("--partition", default=None, metavar="NAME", help="--slurm: #SBATCH --partition")
+    g.add_argument("--account", default=None, metavar="NAME", help="--slurm: #SBATCH --account")
     p.set_defaults(func=_launch, parser=p)
 
 
