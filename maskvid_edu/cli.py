@@ -13,7 +13,8 @@ Settings come from three layers, later ones winning: the method's shipped demo r
 (``maskvid_edu/configs/<method>_demo.yaml``), a ``--config`` file (a path, or the name of a shipped
 recipe such as ``videomae_vit_b_k400``), then the flags; :mod:`maskvid_edu.recipes` reads the
 recipes and layers them. ``propagate``, ``finetune`` and ``probe`` judge an encoder
-(:mod:`maskvid_edu.evaluate`); ``bench`` measures; ``launch`` plans a multi-GPU run.
+(:mod:`maskvid_edu.evaluate`); ``features`` writes an encoder's features of whole videos to
+disk; ``bench`` measures; ``launch`` plans a multi-GPU run (or prints a SLURM script).
 
 Launch with ``torchrun --standalone --nproc-per-node N -m maskvid_edu pretrain ...`` for
 data-parallel training; the trainer picks the process group up from the environment.
@@ -37,6 +38,7 @@ import yaml
 from .data.datasets import UnusableDataError, collate_skip_bad, first_usable
 from .data.wrappers import ClipViews
 from .evaluate.davis import downstream_encoder, evaluate_davis, load_pretrained
+from .evaluate.features import write_features
 from .evaluate.finetune import VideoClassifier, evaluate_views, finetune
 from .evaluate.probe import FrameEncoder, extract_features, knn_accuracy, linear_probe
 from .evaluate.propagation import PropagationConfig
@@ -526,6 +528,61 @@ def _add_downstream(sub) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# features: sliding-window features of whole videos, written to disk
+# --------------------------------------------------------------------------------------------
+
+
+def _features(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        torch.manual_seed(args.seed)
+        model, words = load_pretrained(args.ckpt, args.model or (None if args.ckpt else "videomae_vit_demo"), args.model_arg)
+        encoder = _classification_encoder(model, args.stage if args.layer is None else args.layer)  # ConvNet: that stage
+        print(f"features of {words}", flush=True)
+        run = write_features(encoder, args.data, args.out, root=args.root, window=args.window, stride=args.stride,
+                             size=args.size, layer=args.layer, tokens=args.tokens, batch_size=args.batch_size,
+                             num_workers=args.num_workers, device=args.device, amp=args.amp, backend=args.decoder,
+                             progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+        parser.exit(2, f"maskvid-edu features: error: {err}\n")
+    print(run.summary(), flush=True)
+    return 0
+
+
+def _add_features(sub) -> None:
+    p = sub.add_parser(
+        "features", help="sliding-window features of whole videos to disk: one .npy per video + index.csv",
+        description="Encode every video of --data in windows of --window frames every --stride frames with a frozen\n"
+        "encoder: <out>/<video>.npy (windows × features) and index.csv (a row per window: frames, seconds, shape).\n"
+        "Resumable (written videos are skipped); bad files are skipped and listed in skipped.csv; a video\n"
+        "shorter than a window gives one window padded with its last frame (padded=1).",
+        epilog="example:\n  maskvid-edu features --ckpt runs/demo/checkpoint.pt --data videos/ --out feats/ --stride 8",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("what")
+    _add_model_flags(g)
+    g.add_argument("--data", required=True, metavar="LIST|DIR", help="a list file (path [label] lines, CSV) or a folder of videos")
+    g.add_argument("--root", default=None, metavar="DIR", help="folder that the list's relative paths start from")
+    g.add_argument("--out", required=True, metavar="DIR", help="output folder: <video>.npy, index.csv, skipped.csv")
+    g.add_argument("--decoder", choices=DECODERS, default="auto", help="how videos are read (default auto)")
+    g.add_argument("--window", type=int, default=None, metavar="T", help="frames per window (default: the encoder's clip)")
+    g.add_argument("--stride", type=int, default=None, metavar="S", help="frames between window starts (default: --window)")
+    g.add_argument("--size", type=int, default=None, metavar="S", help="frame side after resize + centre crop (default: the encoder's)")
+    g.add_argument("--layer", type=int, default=None, metavar="I",
+                   help="ViT block (0-based, negative from the end; default the last); ConvNet stage (default --stage)")
+    g.add_argument("--tokens", action="store_true", help="ViT: keep every token of a window instead of their mean")
+    g = p.add_argument_group("execution")
+    g.add_argument("--batch-size", type=int, default=8, metavar="B", help="windows per forward pass (default 8)")
+    g.add_argument("--num-workers", type=int, default=0, metavar="N", help="decoding worker processes")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    g.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="autocast (fp16 needs CUDA)")
+    g.add_argument("--threads", type=int, default=None, metavar="N", help="intra-op CPU threads")
+    g.add_argument("--seed", type=int, default=0, help="seed of a random initialisation (default 0)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_features, parser=p)
+
+
+# --------------------------------------------------------------------------------------------
 # bench: side-by-side measurements in one run, one table
 # --------------------------------------------------------------------------------------------
 
@@ -661,6 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_pretrain(sub)
     _add_downstream(sub)
+    _add_features(sub)
     _add_bench(sub)
     _add_launch(sub)
     return parser

@@ -397,7 +397,7 @@ def sbatch_script(plan: LaunchPlan, config, *, out, data=None, root=None, resume
                 + ' --rdzv-backend c10d --rdzv-endpoint "$MASTER_ADDR:$MASTER_PORT" --rdzv-id "$SLURM_JOB_ID"'
                 + " -m maskvid_edu " + shlex.join(argv))
     lines += ["",
-              "set -euo pipefail",
+              "set -eu  # not pipefail: head closing the pipe early must not fail the next line",
               "# the first node of the allocation hosts the c10d rendezvous",
               'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)',
               f"MASTER_PORT={port}",
