@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from .data.augment import VIDEOMAE_ERASING, VIDEOMAE_RAND_AUGMENT
 from .data.datasets import UnusableDataError, collate_skip_bad, first_usable
 from .data.wrappers import ClipViews
 from .evaluate.davis import downstream_encoder, evaluate_davis, load_pretrained
@@ -452,7 +453,8 @@ def _add_downstream(sub) -> None:
         help="fine-tune an encoder for action recognition (VideoMAE's recipe), prints multi-view accuracy",
         description="Fine-tune a pre-trained (or randomly initialised) encoder with VideoMAE's recipe:\n"
         "mean pooling + fc_norm, head init x0.001, drop path, label smoothing, mixup/cutmix,\n"
-        "layer-wise lr decay, AdamW (0.9, 0.999); then test with clips x crops views.\n"
+        "layer-wise lr decay, AdamW (0.9, 0.999), and on real videos RandAugment m7-n4 + random\n"
+        "erasing 0.25 (torchvision, one draw per clip); then test with clips x crops views.\n"
         "Writes checkpoint.pt, metrics.jsonl and results.json to --out.",
         epilog="examples:\n"
         "  maskvid-edu finetune --ckpt runs/demo/checkpoint.pt --out runs/ft\n"
@@ -487,6 +489,10 @@ def _add_downstream(sub) -> None:
     g.add_argument("--smoothing", type=float, default=0.1, help="label smoothing (default 0.1)")
     g.add_argument("--head-init-scale", type=float, default=0.001, help="scale of the head's initial weights (default 0.001)")
     g.add_argument("--head-drop", type=float, default=0.0, help="dropout before the head (default 0; VideoMAE's UCF101 recipe: 0.5)")
+    g.add_argument("--rand-augment", default=VIDEOMAE_RAND_AUGMENT, type=lambda v: None if v == "none" else v, metavar="SPEC",
+                   help=f"real videos: RandAugment, timm's notation, 'none' = off (default {VIDEOMAE_RAND_AUGMENT}, VideoMAE's)")
+    g.add_argument("--erasing", type=float, default=VIDEOMAE_ERASING, metavar="P",
+                   help=f"real videos: random-erasing probability (default {VIDEOMAE_ERASING}; 0 = off); synthetic data: neither")
     g = p.add_argument_group("execution")
     g.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision (fp16 needs CUDA)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
