@@ -343,12 +343,17 @@ def _recorded_overrides(args) -> dict:
     return overrides
 
 
+def _frozen_model(args) -> tuple[torch.nn.Module, str]:
+    """``probe`` / ``features``: threads and seed set, the checkpoint's model (a random demo without one)."""
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    return load_pretrained(args.ckpt, args.model or (None if args.ckpt else "videomae_vit_demo"), args.model_arg)
+
+
 def _probe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
-        if args.threads is not None:
-            torch.set_num_threads(args.threads)
-        torch.manual_seed(args.seed)
-        pretrained, words = load_pretrained(args.ckpt, args.model or (None if args.ckpt else "videomae_vit_demo"), args.model_arg)
+        pretrained, words = _frozen_model(args)
         clip_len, size = clip_shape(pretrained, args)
         train_set, val_set, k, data_words = classification_data(args, clip_len, size, train_mode="val", val_mode="val")
         encoder = _classification_encoder(pretrained, args.stage)
@@ -540,10 +545,7 @@ def _add_downstream(sub) -> None:
 
 def _features(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
-        if args.threads is not None:
-            torch.set_num_threads(args.threads)
-        torch.manual_seed(args.seed)
-        model, words = load_pretrained(args.ckpt, args.model or (None if args.ckpt else "videomae_vit_demo"), args.model_arg)
+        model, words = _frozen_model(args)
         encoder = _classification_encoder(model, args.stage if args.layer is None else args.layer)  # ConvNet: that stage
         print(f"features of {words}", flush=True)
         run = write_features(encoder, args.data, args.out, root=args.root, window=args.window, stride=args.stride,
