@@ -125,9 +125,14 @@ def test_convnet_encoder_gives_pooled_stage_features(videos, tmp_path):
 def test_cli_features(videos, tmp_path, capsys):
     out = tmp_path / "cli"
     argv = ["features", "--model", "videomae_vit_demo", "--data", str(videos), "--out", str(out),
-            "--window", "8", "--stride", "8", "--no-progress"]
-    assert main(argv) == 0
+            "--window", "8", "--stride", "4", "--batch-size", "3", "--no-progress"]
+    assert main(argv + ["--num-workers", "1"]) == 0  # decoded in a worker process, chunks of 3 windows
     text = capsys.readouterr().out
-    assert "3 written now" in text and (out / "index.csv").exists()
+    assert "3 written now" in text and len(_index(out)) == 6
+    torch.manual_seed(0)  # the model `features --seed 0` builds without --ckpt
+    run = write_features(create("videomae_vit_demo").encoder, videos, tmp_path / "direct", window=8, stride=4,
+                         batch_size=8, progress=False)  # one chunk per video: the same windows
+    assert run.num_windows == 6
+    np.testing.assert_allclose(np.load(out / "long.npy"), np.load(tmp_path / "direct" / "long.npy"), rtol=1e-4, atol=1e-5)
     assert main(argv) == 0
     assert "3 already there" in capsys.readouterr().out

@@ -49,7 +49,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.augment import ClipTransform
-from ..data.datasets import EVENTS, DataStats, SkippedItem, collate_skip_bad
+from ..data.datasets import EVENTS, DataStats, SkippedItem
 from ..data.decoders import VideoDecodeError, open_video
 from ..data.lists import BadVideoWarning, folder_samples, read_video_list
 from ..models.vit import VisionTransformer
@@ -82,36 +82,48 @@ class _Video:
 
 
 class VideoWindows(Dataset):
-    """Every window of some videos: item ``i`` → ``{"video": (C, window, size, size), "vid", "start"}``.
+    """The windows of some videos in chunks: item ``i`` → ``{"video": (k, C, window, size, size),
+    "vid": v, "starts": (k,)}``, up to ``chunk`` consecutive windows of video ``v``.
 
-    ``videos``: the planned videos (``_Video`` records with their window starts). Decoding
-    errors come back as :class:`~maskvid_edu.data.datasets.SkippedItem` (``index`` = the
-    video's number), for :func:`~maskvid_edu.data.datasets.collate_skip_bad`.
+    A chunk is read with one open of the file and each frame decoded and resized once, however
+    much the windows overlap (opening a long file once per window would read its index again and
+    again). ``videos``: the planned videos (``_Video`` records with their window starts).
+    Decoding errors come back as :class:`~maskvid_edu.data.datasets.SkippedItem` (``index`` =
+    the video's number).
     """
 
-    def __init__(self, videos, window: int, size: int, backend: str = "auto"):
+    def __init__(self, videos, window: int, size: int, backend: str = "auto", chunk: int = 8):
         self.videos, self.window, self.backend = list(videos), window, backend
-        self.items = [(v, s) for v, video in enumerate(self.videos) for s in video.starts]
+        self.items = [(v, video.starts[i:i + chunk]) for v, video in enumerate(self.videos)
+                      for i in range(0, len(video.starts), chunk)]
         self.transform = ClipTransform("center", size)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int):
-        v, start = self.items[i]
+        v, starts = self.items[i]
         video = self.videos[v]
-        idx = np.minimum(np.arange(start, start + self.window), video.num_frames - 1)  # pad: repeat the last frame
+        idx = np.arange(self.window)[None] + np.asarray(starts)[:, None]  # (k, window)
+        padded = bool(idx.max() >= video.num_frames)
+        idx = np.minimum(idx, video.num_frames - 1)  # a short video: its last frame repeated
         try:
             with open_video(video.path, self.backend) as reader:
-                if start + self.window > video.num_frames:
+                if padded:
                     reader.check_not_truncated()  # a cut-off file is broken, never padded
                 unique, inverse = np.unique(idx, return_inverse=True)
-                frames = reader.get_frames(unique)[inverse]  # (window, H, W, 3)
+                frames = reader.get_frames(unique)  # (U, H, W, 3), each frame once
         except FileNotFoundError:
             return SkippedItem(v, video.path, "missing_file", "no such file or folder")
         except VideoDecodeError as err:
             return SkippedItem(v, video.path, err.kind, err.reason)
-        return {"video": self.transform(frames), "vid": v, "start": start}
+        x = self.transform(frames)  # (C, U, size, size): resized and normalised once
+        clips = x[:, torch.from_numpy(inverse.reshape(idx.shape))]  # (C, k, window, size, size)
+        return {"video": clips.transpose(0, 1).contiguous(), "vid": v, "starts": torch.as_tensor(starts)}
+
+
+def _as_is(item):
+    return item
 
 
 @dataclass
@@ -237,7 +249,8 @@ def write_features(
         layer: ViT block (0-based, negative from the end; default the last, after the final
             norm) or ConvNet stage (default the encoder's output).
         tokens: keep the ViT's tokens ``(N, dim)`` per window instead of their mean.
-        batch_size, num_workers: windows per forward pass, decoding worker processes.
+        batch_size, num_workers: windows per forward pass (and per decoded chunk of a video),
+            decoding worker processes.
         device: ``"auto"`` → CUDA if available; amp: ``"none"``, ``"bf16"`` or ``"fp16"``
             (autocast; features are stored as float32).
         backend: decoder (see :func:`~maskvid_edu.data.decoders.open_video`).
@@ -286,9 +299,8 @@ def write_features(
     todo = [v for v in videos if not (out / f"{v.name}.npy").exists()]  # resume: the rest is written
     existing = [v.name for v in videos if (out / f"{v.name}.npy").exists()]
 
-    dataset = VideoWindows(todo, window, size, backend)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate_skip_bad)
+    dataset = VideoWindows(todo, window, size, backend, chunk=batch_size)
+    loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=num_workers, collate_fn=_as_is)
     dev = resolve_device(device)
     if amp == "fp16" and dev.type != "cuda":
         raise ValueError(f"amp='fp16' needs a CUDA device; the device is {dev}. Use amp='bf16' or 'none' on CPU")
@@ -296,32 +308,29 @@ def write_features(
                 if amp != "none" else contextlib.nullcontext())
     from tqdm.auto import tqdm
 
-    pending: dict[int, dict[int, np.ndarray]] = {}  # video → {start: features}
+    pending: dict[int, list[np.ndarray]] = {}  # video → features of its windows so far, in order
     bad: set[int] = set()
     written = []
-    with frozen(features.module(), dev), tqdm(total=len(dataset), desc="windows", unit="win",
-                                              disable=not progress) as bar:
-        for batch in loader:
-            n = len(batch["skipped"]) + (len(batch["vid"]) if "vid" in batch else 0)
-            for s in batch["skipped"]:
-                if s.index not in bad:
-                    bad.add(s.index)
-                    warnings.warn(f"skipping {s.path}: {s.reason} ({s.detail})", BadVideoWarning, stacklevel=2)
-                    skipped.append(s)
-                    pending.pop(s.index, None)
-            if "video" in batch:
-                with autocast:
-                    f = features(batch["video"].to(dev, torch.float32))
-                f = f.float().cpu().numpy()
-                for v, start, row in zip(batch["vid"].tolist(), batch["start"].tolist(), f):
-                    if v not in bad:
-                        pending.setdefault(v, {})[start] = row
-            for v in list(pending):  # a video is complete once all its windows arrived
-                if len(pending[v]) == len(todo[v].starts):
-                    rows = pending.pop(v)
-                    _atomic_save(out / f"{todo[v].name}.npy", np.stack([rows[s] for s in todo[v].starts]))
-                    written.append(todo[v].name)
-            bar.update(n)
+    total = sum(len(v.starts) for v in todo)
+    with frozen(features.module(), dev), tqdm(total=total, desc="windows", unit="win", disable=not progress) as bar:
+        for item in loader:  # a chunk of one video's windows, in order
+            if isinstance(item, SkippedItem):
+                if item.index not in bad:
+                    bad.add(item.index)
+                    warnings.warn(f"skipping {item.path}: {item.reason} ({item.detail})", BadVideoWarning, stacklevel=2)
+                    skipped.append(item)
+                    pending.pop(item.index, None)
+                continue
+            v = item["vid"]
+            bar.update(len(item["starts"]))
+            if v in bad:
+                continue
+            with autocast:
+                f = features(item["video"].to(dev, torch.float32))  # (k, D) or (k, N, dim)
+            pending.setdefault(v, []).extend(f.float().cpu().numpy())
+            if len(pending[v]) == len(todo[v].starts):  # the video is complete
+                _atomic_save(out / f"{todo[v].name}.npy", np.stack(pending.pop(v)))
+                written.append(todo[v].name)
     done = [v for v in videos if (out / f"{v.name}.npy").exists()]
     events = torch.zeros(len(done), len(EVENTS), dtype=torch.bool)
     events[:, EVENTS.index("too_short")] = torch.tensor([v.num_frames < window for v in done], dtype=torch.bool)
