@@ -136,3 +136,13 @@ def test_cli_features(videos, tmp_path, capsys):
     np.testing.assert_allclose(np.load(out / "long.npy"), np.load(tmp_path / "direct" / "long.npy"), rtol=1e-4, atol=1e-5)
     assert main(argv) == 0
     assert "3 already there" in capsys.readouterr().out
+
+
+def test_two_videos_for_one_file_are_refused(videos, encoder, tmp_path):
+    import shutil
+    for ext in (".avi", ".mkv"):
+        shutil.copy(videos / "short.avi", tmp_path / f"long{ext}")
+    listing = tmp_path / "list.txt"
+    listing.write_text("long.avi\nlong.mkv\n")
+    with pytest.raises(ValueError, match="would both write long.npy"):
+        write_features(encoder, listing, tmp_path / "out", window=8, progress=False)

@@ -296,6 +296,10 @@ def write_features(
         videos.append(video)
     for s in skipped:
         warnings.warn(f"skipping {s.path}: {s.reason} ({s.detail})", BadVideoWarning, stacklevel=2)
+    names: dict[str, str] = {}
+    for v in videos:  # one .npy per video: two videos must not share one
+        if names.setdefault(v.name, v.path) != v.path:
+            raise ValueError(f"{names[v.name]} and {v.path} would both write {v.name}.npy; rename one or list them apart")
     todo = [v for v in videos if not (out / f"{v.name}.npy").exists()]  # resume: the rest is written
     existing = [v.name for v in videos if (out / f"{v.name}.npy").exists()]
 
