@@ -117,7 +117,7 @@ def test_layer_and_tokens(videos, encoder, tmp_path):
 def test_convnet_encoder_gives_pooled_stage_features(videos, tmp_path):
     torch.manual_seed(0)
     enc = create("videomac_resnet_demo").encoder
-    write_features(enc, videos, tmp_path / "cnn", window=4, stride=8, size=32, layer=1, progress=False)
+    write_features(enc, videos, tmp_path / "cnn", window=4, stride=8, size=32, layer=1, amp="bf16", progress=False)
     arr = np.load(tmp_path / "cnn" / "long.npy")
     assert arr.ndim == 2 and arr.shape[0] == 3 and np.isfinite(arr).all()
 
