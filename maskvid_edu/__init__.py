@@ -15,7 +15,7 @@ top to bottom in the direction data flows (a module imports only what stands abo
 - :mod:`maskvid_edu.launch`     — multi-GPU plans
 - :mod:`maskvid_edu.weights`    — published checkpoints and their cache; :mod:`~maskvid_edu.pretrained`
   builds a model from them (``from_pretrained``)
-- :mod:`maskvid_edu.evaluate`   — label propagation, probes, fine-tuning, DAVIS
+- :mod:`maskvid_edu.evaluate`   — label propagation, probes, fine-tuning, DAVIS, features to disk
 - :mod:`maskvid_edu.measure`    — FLOPs, timing, memory, benchmarks, scaling
 - :mod:`maskvid_edu.analysis`   — what the chapters measure: baselines, reconstructions, statistics
 - :mod:`maskvid_edu.widgets`    — pure render functions and interactive explorers

@@ -13,7 +13,8 @@ Settings come from three layers, later ones winning: the method's shipped demo r
 (``maskvid_edu/configs/<method>_demo.yaml``), a ``--config`` file (a path, or the name of a shipped
 recipe such as ``videomae_vit_b_k400``), then the flags; :mod:`maskvid_edu.recipes` reads the
 recipes and layers them. ``propagate``, ``finetune`` and ``probe`` judge an encoder
-(:mod:`maskvid_edu.evaluate`); ``bench`` measures; ``launch`` plans a multi-GPU run.
+(:mod:`maskvid_edu.evaluate`); ``features`` writes an encoder's features of whole videos to
+disk; ``bench`` measures; ``launch`` plans a multi-GPU run (or prints a SLURM script).
 
 Launch with ``torchrun --standalone --nproc-per-node N -m maskvid_edu pretrain ...`` for
 data-parallel training; the trainer picks the process group up from the environment.
@@ -34,13 +35,15 @@ from pathlib import Path
 import torch
 import yaml
 
+from .data.augment import VIDEOMAE_ERASING, VIDEOMAE_RAND_AUGMENT
 from .data.datasets import UnusableDataError, collate_skip_bad, first_usable
 from .data.wrappers import ClipViews
 from .evaluate.davis import downstream_encoder, evaluate_davis, load_pretrained
+from .evaluate.features import write_features
 from .evaluate.finetune import VideoClassifier, evaluate_views, finetune
 from .evaluate.probe import FrameEncoder, extract_features, knn_accuracy, linear_probe
 from .evaluate.propagation import PropagationConfig
-from .launch import format_plan, plan_launch, torchrun_command
+from .launch import format_plan, plan_launch, sbatch_script, torchrun_command
 from .models import create
 from .models.vit import VisionTransformer
 from . import weights
@@ -342,12 +345,17 @@ def _recorded_overrides(args) -> dict:
     return overrides
 
 
+def _frozen_model(args) -> tuple[torch.nn.Module, str]:
+    """``probe`` / ``features``: threads and seed set, the checkpoint's model (a random demo without one)."""
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    return load_pretrained(args.ckpt, args.model or (None if args.ckpt else "videomae_vit_demo"), args.model_arg)
+
+
 def _probe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
-        if args.threads is not None:
-            torch.set_num_threads(args.threads)
-        torch.manual_seed(args.seed)
-        pretrained, words = load_pretrained(args.ckpt, args.model or (None if args.ckpt else "videomae_vit_demo"), args.model_arg)
+        pretrained, words = _frozen_model(args)
         clip_len, size = clip_shape(pretrained, args)
         train_set, val_set, k, data_words = classification_data(args, clip_len, size, train_mode="val", val_mode="val")
         encoder = _classification_encoder(pretrained, args.stage)
@@ -452,7 +460,8 @@ def _add_downstream(sub) -> None:
         help="fine-tune an encoder for action recognition (VideoMAE's recipe), prints multi-view accuracy",
         description="Fine-tune a pre-trained (or randomly initialised) encoder with VideoMAE's recipe:\n"
         "mean pooling + fc_norm, head init x0.001, drop path, label smoothing, mixup/cutmix,\n"
-        "layer-wise lr decay, AdamW (0.9, 0.999); then test with clips x crops views.\n"
+        "layer-wise lr decay, AdamW (0.9, 0.999), and on real videos RandAugment m7-n4 + random\n"
+        "erasing 0.25 (torchvision, one draw per clip); then test with clips x crops views.\n"
         "Writes checkpoint.pt, metrics.jsonl and results.json to --out.",
         epilog="examples:\n"
         "  maskvid-edu finetune --ckpt runs/demo/checkpoint.pt --out runs/ft\n"
@@ -487,6 +496,10 @@ def _add_downstream(sub) -> None:
     g.add_argument("--smoothing", type=float, default=0.1, help="label smoothing (default 0.1)")
     g.add_argument("--head-init-scale", type=float, default=0.001, help="scale of the head's initial weights (default 0.001)")
     g.add_argument("--head-drop", type=float, default=0.0, help="dropout before the head (default 0; VideoMAE's UCF101 recipe: 0.5)")
+    g.add_argument("--rand-augment", default=VIDEOMAE_RAND_AUGMENT, type=lambda v: None if v == "none" else v, metavar="SPEC",
+                   help=f"real videos: RandAugment, timm's notation, 'none' = off (default {VIDEOMAE_RAND_AUGMENT}, VideoMAE's)")
+    g.add_argument("--erasing", type=float, default=VIDEOMAE_ERASING, metavar="P",
+                   help=f"real videos: random-erasing probability (default {VIDEOMAE_ERASING}; 0 = off); synthetic data: neither")
     g = p.add_argument_group("execution")
     g.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision (fp16 needs CUDA)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
@@ -525,6 +538,58 @@ def _add_downstream(sub) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and the probe (default 0)")
     g.add_argument("--threads", type=int, default=None, metavar="N", help="intra-op CPU threads")
     p.set_defaults(func=_probe, parser=p)
+
+
+# --------------------------------------------------------------------------------------------
+# features: sliding-window features of whole videos, written to disk
+# --------------------------------------------------------------------------------------------
+
+
+def _features(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        model, words = _frozen_model(args)
+        encoder = _classification_encoder(model, args.stage if args.layer is None else args.layer)  # ConvNet: that stage
+        print(f"features of {words}", flush=True)
+        run = write_features(encoder, args.data, args.out, root=args.root, window=args.window, stride=args.stride,
+                             size=args.size, layer=args.layer, tokens=args.tokens, batch_size=args.batch_size,
+                             num_workers=args.num_workers, device=args.device, amp=args.amp, backend=args.decoder,
+                             progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+        parser.exit(2, f"maskvid-edu features: error: {err}\n")
+    print(run.summary(), flush=True)
+    return 0
+
+
+def _add_features(sub) -> None:
+    p = sub.add_parser(
+        "features", help="sliding-window features of whole videos to disk: one .npy per video + index.csv",
+        description="Encode every video of --data in windows of --window frames every --stride frames with a frozen\n"
+        "encoder: <out>/<video>.npy (windows × features) and index.csv (a row per window: frames, seconds, shape).\n"
+        "Resumable (written videos are skipped); bad files are skipped and listed in skipped.csv; a video\n"
+        "shorter than a window gives one window padded with its last frame (padded=1).",
+        epilog="example:\n  maskvid-edu features --ckpt runs/demo/checkpoint.pt --data videos/ --out feats/ --stride 8",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("what")
+    _add_model_flags(g)
+    g.add_argument("--data", required=True, metavar="LIST|DIR", help="a list file (path [label] lines, CSV) or a folder of videos")
+    g.add_argument("--root", default=None, metavar="DIR", help="folder that the list's relative paths start from")
+    g.add_argument("--out", required=True, metavar="DIR", help="output folder: <video>.npy, index.csv, skipped.csv")
+    g.add_argument("--decoder", choices=DECODERS, default="auto", help="how videos are read (default auto)")
+    g.add_argument("--window", type=int, default=None, metavar="T", help="frames per window (default: the encoder's clip)")
+    g.add_argument("--stride", type=int, default=None, metavar="S", help="frames between window starts (default: --window)")
+    g.add_argument("--size", type=int, default=None, metavar="S", help="frame side after resize + centre crop (default: the encoder's)")
+    g.add_argument("--layer", type=int, default=None, metavar="I",
+                   help="ViT block (0-based, negative from the end; default the last); ConvNet stage (default --stage)")
+    g.add_argument("--tokens", action="store_true", help="ViT: keep every token of a window instead of their mean")
+    g = p.add_argument_group("execution")
+    g.add_argument("--batch-size", type=int, default=8, metavar="B", help="windows per forward pass (default 8)")
+    g.add_argument("--num-workers", type=int, default=0, metavar="N", help="decoding worker processes")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    g.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="autocast (fp16 needs CUDA)")
+    g.add_argument("--threads", type=int, default=None, metavar="N", help="intra-op CPU threads")
+    g.add_argument("--seed", type=int, default=0, help="seed of a random initialisation (default 0)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_features, parser=p)
 
 
 # --------------------------------------------------------------------------------------------
@@ -592,11 +657,18 @@ def _launch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         plan = plan_launch(args.config, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                            batch_size=args.batch_size, target_batch=args.target_batch)
         out = args.out if args.out is not None else str(Path("runs") / Path(args.config).name.removesuffix(".yaml"))
+        if args.slurm:  # an sbatch script; the rendezvous comes from SLURM's environment
+            if args.rdzv_endpoint is not None:
+                raise ValueError("--rdzv-endpoint goes without --slurm: under SLURM the first node of the job hosts it")
+            print(sbatch_script(plan, args.config, out=out, data=args.data, root=args.root, resume=args.resume,
+                                time=args.time, partition=args.partition, account=args.account), end="", flush=True)
+            return 0
         command = torchrun_command(plan, args.config, out=out, data=args.data, root=args.root,
                                    rdzv_endpoint=args.rdzv_endpoint, job_id=args.job_id, resume=args.resume)
     except (ValueError, FileNotFoundError) as err:
         message = str(err)
-        for name in ("nodes", "gpus_per_node", "batch_size", "target_batch", "rdzv_endpoint", "job_id"):
+        for name in ("nodes", "gpus_per_node", "batch_size", "target_batch", "rdzv_endpoint", "job_id", "time",
+                     "partition", "account"):
             if message.startswith(name + " ") or message.startswith(name + ":"):
                 message = "--" + name.replace("_", "-") + message[len(name):]
         parser.exit(2, f"maskvid-edu launch: error: {message}\n")
@@ -617,7 +689,8 @@ def _add_launch(sub) -> None:
         "  maskvid-edu launch --config videomae_vit_b_k400 --gpus-per-node 8\n"
         "  maskvid-edu launch --config videomae_vit_b_k400 --nodes 8 --gpus-per-node 8 --rdzv-endpoint node0:29500 \\\n"
         "      --data data/kinetics400/train.csv --root data/kinetics400/train --out /shared/runs/vit_b\n"
-        "  maskvid-edu launch --config videomae_vit_b_k400 --gpus-per-node 4 --batch-size 16   # smaller GPUs",
+        "  maskvid-edu launch --config videomae_vit_b_k400 --gpus-per-node 4 --batch-size 16   # smaller GPUs\n"
+        "  maskvid-edu launch --config videomae_vit_b_k400 --nodes 8 --gpus-per-node 8 --slurm --partition gpu > job.sh",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", required=True, metavar="YAML",
@@ -637,6 +710,12 @@ def _add_launch(sub) -> None:
     p.add_argument("--job-id", default="maskvid", metavar="JOB", help="rendezvous id shared by all nodes (default maskvid)")
     p.add_argument("--resume", action="store_true",
                    help="add pretrain --resume: continue the run in --out (also on another number of GPUs)")
+    g = p.add_argument_group("SLURM")
+    g.add_argument("--slurm", action="store_true",
+                   help="print an sbatch script instead (srun + torchrun, rendezvous from SLURM's environment)")
+    g.add_argument("--time", default="24:00:00", metavar="D-HH:MM:SS", help="--slurm: wall-clock limit (default 24:00:00)")
+    g.add_argument("--partition", default=None, metavar="NAME", help="--slurm: #SBATCH --partition")
+    g.add_argument("--account", default=None, metavar="NAME", help="--slurm: #SBATCH --account")
     p.set_defaults(func=_launch, parser=p)
 
 
@@ -703,6 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_pretrain(sub)
     _add_downstream(sub)
+    _add_features(sub)
     _add_bench(sub)
     _add_launch(sub)
     _add_zoo(sub)

@@ -43,8 +43,8 @@ per step, the memory of a 32-clip micro-batch).
 
 :func:`plan_launch` does that arithmetic for a recipe and a machine —
 ``accum_steps = ⌈target / (world_size × batch_size)⌉`` — and says when the target cannot be met
-exactly; :func:`torchrun_command` writes the command that runs the plan; ``maskvid-edu
-launch`` prints both. A recipe file states the GPU count of its published run in an optional
+exactly; :func:`torchrun_command` writes the command that runs the plan, :func:`sbatch_script`
+the SLURM batch script that runs it under ``srun``; ``maskvid-edu launch`` prints them. A recipe file states the GPU count of its published run in an optional
 section ``launch: {gpus: 64}`` (read here only; ``maskvid-edu pretrain`` ignores it).
 """
 
@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 
@@ -60,7 +61,8 @@ from .recipes import FALLBACK_TRAIN, check_launch_section, check_recipe, load_re
 from .train import TrainConfig
 from .utils import positive_int
 
-__all__ = ["LaunchPlan", "plan_launch", "torchrun_command", "format_plan", "recipe_gpus", "LR_REFERENCE_BATCH"]
+__all__ = ["LaunchPlan", "plan_launch", "torchrun_command", "sbatch_script", "format_plan", "recipe_gpus",
+           "LR_REFERENCE_BATCH"]
 #: The linear scaling rule's reference batch: ``lr = base_lr × effective_batch / 256``.
 LR_REFERENCE_BATCH = 256
 
@@ -284,6 +286,27 @@ def _check_endpoint(endpoint: str) -> str:
     return str(endpoint)
 
 
+def _pretrain_argv(plan: LaunchPlan, config, *, out, data=None, root=None, resume: bool = False) -> list[str]:
+    """``pretrain --config … --batch-size B --accum-steps K [--data --root] --out OUT [--resume]``."""
+    if not isinstance(plan, LaunchPlan):
+        raise ValueError(f"plan must be a LaunchPlan from plan_launch, got {type(plan).__name__}")
+    for name, value in (("config", config), ("out", out)):
+        if not isinstance(value, (str, os.PathLike)) or not str(value):
+            raise ValueError(f"{name} must be a non-empty string or path, got {value!r}")
+    if root is not None and data is None:
+        raise ValueError("root goes with data (the folder that the list file's paths start from); data is None")
+    argv = ["pretrain", "--config", str(config), "--batch-size", str(plan.batch_size),
+            "--accum-steps", str(plan.accum_steps)]
+    if data is not None:
+        argv += ["--data", str(data)]
+    if root is not None:
+        argv += ["--root", str(root)]
+    argv += ["--out", str(out)]
+    if resume:
+        argv.append("--resume")
+    return argv
+
+
 def torchrun_command(plan: LaunchPlan, config, *, out, data=None, root=None, rdzv_endpoint: str | None = None,
                      job_id: str = "maskvid", resume: bool = False) -> str:
     """The shell command that runs ``plan`` (quoted with :func:`shlex.join`).
@@ -306,22 +329,7 @@ def torchrun_command(plan: LaunchPlan, config, *, out, data=None, root=None, rdz
         job_id: the rendezvous id shared by all nodes of the run.
         resume: add ``--resume`` (continue the run in ``out``, possibly on another world size).
     """
-    if not isinstance(plan, LaunchPlan):
-        raise ValueError(f"plan must be a LaunchPlan from plan_launch, got {type(plan).__name__}")
-    for name, value in (("config", config), ("out", out)):
-        if not isinstance(value, (str, os.PathLike)) or not str(value):
-            raise ValueError(f"{name} must be a non-empty string or path, got {value!r}")
-    if root is not None and data is None:
-        raise ValueError("root goes with data (the folder that the list file's paths start from); data is None")
-    argv = ["pretrain", "--config", str(config), "--batch-size", str(plan.batch_size),
-            "--accum-steps", str(plan.accum_steps)]
-    if data is not None:
-        argv += ["--data", str(data)]
-    if root is not None:
-        argv += ["--root", str(root)]
-    argv += ["--out", str(out)]
-    if resume:
-        argv.append("--resume")
+    argv = _pretrain_argv(plan, config, out=out, data=data, root=root, resume=resume)
     if plan.nodes > 1:
         if rdzv_endpoint is None:
             raise ValueError(f"rdzv_endpoint is required for {plan.nodes} nodes: HOST:PORT of one of them, e.g. node0:29500")
@@ -338,6 +346,65 @@ def torchrun_command(plan: LaunchPlan, config, *, out, data=None, root=None, rdz
         else:
             launcher = ["maskvid-edu"]
     return shlex.join(launcher + argv)
+
+
+_SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
+
+
+def sbatch_script(plan: LaunchPlan, config, *, out, data=None, root=None, resume: bool = False,
+                  time: str = "24:00:00", partition: str | None = None, account: str | None = None,
+                  job_name: str | None = None, port: int = 29500) -> str:
+    """An ``sbatch`` script that runs ``plan`` on a SLURM cluster (``sbatch job.sh`` submits it).
+
+    SLURM allocates ``plan.nodes`` machines with ``plan.gpus_per_node`` GPUs each; ``srun``
+    starts one task per node, and in each task ``torchrun`` starts the node's processes. The
+    rendezvous comes from SLURM's environment instead of a hand-picked node: the first host of
+    ``$SLURM_JOB_NODELIST`` (``scontrol show hostnames … | head -n1``) hosts the c10d store on
+    ``port``, ``--rdzv-id $SLURM_JOB_ID`` names the run, ``--nnodes $SLURM_NNODES`` is the size
+    of the allocation. The torchrun line is the multi-node command of :func:`torchrun_command`
+    with those three values read from the environment, so one script serves any node count
+    (``sbatch --nodes 2 job.sh`` overrides the ``#SBATCH`` line; the plan's accumulation assumes
+    ``plan.nodes``).
+
+    Args:
+        plan, config, out, data, root, resume: as for :func:`torchrun_command`.
+        time: wall-clock limit, SLURM's ``[D-]HH:MM:SS`` (or ``MM``, ``HH:MM:SS``);
+            partition, account: ``#SBATCH --partition`` / ``--account`` lines when given.
+        job_name: ``#SBATCH --job-name`` (default ``maskvid-<recipe name>``); the log goes to
+            ``<job name>-<job id>.out`` in the folder ``sbatch`` is called from.
+        port: the rendezvous port on the first node.
+    """
+    argv = _pretrain_argv(plan, config, out=out, data=data, root=root, resume=resume)
+    if not isinstance(time, str) or not _SLURM_TIME.match(time):
+        raise ValueError(f"time must be SLURM's [D-]HH:MM:SS (e.g. 24:00:00 or 2-00:00:00), got {time!r}")
+    if not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"port must be an integer in 1…65535, got {port!r}")
+    name = job_name if job_name is not None else "maskvid-" + os.path.basename(str(config)).removesuffix(".yaml")
+    options = [("job-name", name), ("partition", partition), ("account", account)]
+    for option, value in options:
+        if value is not None and (not isinstance(value, str) or not value or any(c.isspace() for c in value)):
+            raise ValueError(f"{option.replace('-', '_')} must be a non-empty name without spaces, got {value!r}")
+    lines = ["#!/bin/bash",
+             f"#SBATCH --job-name={name}",
+             f"#SBATCH --nodes={plan.nodes}",
+             "# one task per node: its torchrun starts the node's GPU processes",
+             "#SBATCH --ntasks-per-node=1",
+             f"#SBATCH --gpus-per-node={plan.gpus_per_node}",
+             f"#SBATCH --time={time}",
+             "#SBATCH --output=%x-%j.out"]
+    lines += [f"#SBATCH --{option}={value}" for option, value in options[1:] if value is not None]
+    launcher = ("srun torchrun --nnodes \"$SLURM_NNODES\" --nproc-per-node " + str(plan.gpus_per_node)
+                + ' --rdzv-backend c10d --rdzv-endpoint "$MASTER_ADDR:$MASTER_PORT" --rdzv-id "$SLURM_JOB_ID"'
+                + " -m maskvid_edu " + shlex.join(argv))
+    lines += ["",
+              "set -eu  # not pipefail: head closing the pipe early must not fail the next line",
+              "# the first node of the allocation hosts the c10d rendezvous",
+              'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)',
+              f"MASTER_PORT={port}",
+              "export MASTER_ADDR MASTER_PORT",
+              "",
+              launcher]
+    return "\n".join(lines) + "\n"
 
 
 def format_plan(plan: LaunchPlan, title: str = "", command: str | None = None) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from .data.augment import ClipAugment
 from .data.datasets import VideoDataset
 from .data.lists import check_labels
 from .data.synthetic import SyntheticConfig, SyntheticVideoDataset
@@ -436,7 +437,14 @@ def classification_data(args, clip_len: int, size: int, *, train_mode: str, val_
     ``val_samples``, ``seed``, ``stride``, ``sampling``, ``test_clips``, ``test_crops``), e.g. the
     parsed command line; errors name the flag. ``data`` is one of :data:`CLASSIFY_DATA_HELP`.
     Labels are checked against ``num_classes`` before anything trains.
+
+    Fine-tuning's augmentation: with ``train_mode="train"`` and real videos, ``args.rand_augment``
+    (timm's notation, None = off) and ``args.erasing`` (a probability) make the training clips'
+    :class:`~maskvid_edu.data.augment.ClipAugment`; the synthetic CPU preset has none.
     """
+    augment = None
+    if train_mode == "train" and args.data != "synthetic":
+        augment = ClipAugment(getattr(args, "rand_augment", None), getattr(args, "erasing", 0.0)) or None
     common = dict(clip_len=clip_len, stride=args.stride, size=size, test_clips=args.test_clips, test_crops=args.test_crops,
                   sampling=args.sampling)
     if args.data == "synthetic":
@@ -461,7 +469,7 @@ def classification_data(args, clip_len: int, size: int, *, train_mode: str, val_
         require_path(args.val_data, "--val-data", "evaluation list file")
         if args.root is not None:
             require_path(args.root, "--root", "video folder", kind="dir")
-        train = VideoDataset.from_list(path, args.root, mode=train_mode, **common)
+        train = VideoDataset.from_list(path, args.root, mode=train_mode, augment=augment, **common)
         val = VideoDataset.from_list(args.val_data, args.root, mode=val_mode, **common)
         labels = [s.label for s in train.samples + val.samples if s.label is not None]
         k = args.num_classes or (len(train.classes) if train.classes else max(labels) + 1)
@@ -472,7 +480,7 @@ def classification_data(args, clip_len: int, size: int, *, train_mode: str, val_
     require_path(split_dir, "--split-dir", "UCF101 split folder (holding classInd.txt)", kind="dir")
     for name in ("classInd.txt", f"trainlist0{args.split}.txt", f"testlist0{args.split}.txt"):
         require_path(split_dir / name, "--split-dir", f"UCF101 split file {name}")
-    train = VideoDataset.ucf101(path, split_dir, args.split, "train", mode=train_mode, **common)
+    train = VideoDataset.ucf101(path, split_dir, args.split, "train", mode=train_mode, augment=augment, **common)
     val = VideoDataset.ucf101(path, split_dir, args.split, "test", mode=val_mode, **common)
     k = args.num_classes or len(train.classes)
     check_labels(train.samples, split_dir / f"trainlist0{args.split}.txt", k)

@@ -29,6 +29,10 @@ The recipes of the papers:
 ``to_model_input``              uint8 ``(T, H, W, 3)`` → float ``(3, T, H, W)``, divided by 255 and
                                 normalised with the ImageNet mean and std
                                 (:func:`maskvid_edu.data.transforms.normalize`)
+:class:`ClipAugment`            VideoMAE fine-tuning's RandAugment (``rand-m7-n4-mstd0.5-inc1``) on
+                                the uint8 frames after the crop, and random erasing (probability
+                                0.25, random normal pixels) after normalisation, both from
+                                ``torchvision.transforms.v2``, one draw for the whole clip
 ==============================  ===================================================================
 
 :class:`ClipTransform` chains them into the per-sample transforms the datasets use. Every random
@@ -43,7 +47,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
+from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from maskvid_edu.data.sampling import Generator, randint, uniform
@@ -64,6 +70,10 @@ __all__ = [
     "spatial_crops",
     "to_model_input",
     "ClipTransform",
+    "ClipAugment",
+    "parse_rand_augment",
+    "VIDEOMAE_RAND_AUGMENT",
+    "VIDEOMAE_ERASING",
     "target_size",
     "resize_frames",
     "resize_labels",
@@ -414,6 +424,107 @@ def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # per-sample pipelines
 # ---------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------
+# fine-tuning: RandAugment and random erasing, one draw per clip
+# ---------------------------------------------------------------------------------------------
+#: VideoMAE's fine-tuning augmentation (``run_class_finetuning.py``: ``--aa rand-m7-n4-mstd0.5-inc1``,
+#: ``--reprob 0.25 --remode pixel --recount 1``), in timm's notation.
+VIDEOMAE_RAND_AUGMENT = "rand-m7-n4-mstd0.5-inc1"
+VIDEOMAE_ERASING = 0.25
+
+
+def parse_rand_augment(spec: str) -> dict:
+    """timm's RandAugment string → ``{"magnitude", "num_ops", "mstd", "inc"}``.
+
+    ``"rand-m7-n4-mstd0.5-inc1"``: magnitude 7 of 10, 4 operations per image, magnitude noise
+    std 0.5, the increasing-severity variants of the operations (timm's defaults: n 2, mstd 0,
+    inc 0).
+    """
+    parts = str(spec).split("-")
+    if parts[0] != "rand" or len(parts) < 2:
+        raise ValueError(f"rand_augment must look like 'rand-m7-n4-mstd0.5-inc1' (timm's notation), got {spec!r}")
+    out = {"magnitude": None, "num_ops": 2, "mstd": 0.0, "inc": 0}
+    for part in parts[1:]:
+        for key, name, cast in (("mstd", "mstd", float), ("inc", "inc", int), ("m", "magnitude", int), ("n", "num_ops", int)):
+            if part.startswith(key):
+                try:
+                    out[name] = cast(part[len(key):])
+                except ValueError:
+                    raise ValueError(f"rand_augment {spec!r}: cannot read {part!r}") from None
+                break
+        else:
+            raise ValueError(f"rand_augment {spec!r}: unknown part {part!r} (expected m, n, mstd, inc)")
+    if out["magnitude"] is None or not 0 <= out["magnitude"] <= 10 or out["num_ops"] < 1:
+        raise ValueError(f"rand_augment {spec!r}: needs a magnitude m0…m10 and n ≥ 1")
+    return out
+
+
+class ClipAugment:
+    """Fine-tuning's photometric and occlusion augmentation, applied to a clip as a whole.
+
+    Both transforms are torchvision's (``transforms.v2``). Given a ``tv_tensors.Video`` of shape
+    ``(T, C, H, W)`` a v2 transform draws its parameters once per call and applies them to all
+    ``T`` frames: every frame gets the same RandAugment operations at the same magnitudes and the
+    same erased box filled with the same noise, so the augmentation changes how the clip looks,
+    never its motion.
+
+    Args:
+        rand_augment: timm's notation (``"rand-m7-n4-mstd0.5-inc1"``, VideoMAE's) or None (off).
+            Mapped to ``v2.RandAugment(num_ops=n, magnitude=m, num_magnitude_bins=11)``, so that
+            magnitude ``m`` is ``m/10`` of each operation's range as in timm. torchvision's
+            Solarize and Posterize grow more severe with the magnitude (timm's ``inc1``); it has
+            no magnitude noise, so ``mstd`` is read and not used.
+        erasing: probability of ``v2.RandomErasing`` (area 0.02–1/3, aspect 0.3–3.3, the box
+            filled with standard-normal noise: timm's ``remode="pixel"``, one box:
+            ``recount=1``); 0 = off. VideoMAE's loader erases each frame on its own; here the
+            box is the clip's.
+
+    ``randaugment(frames uint8 (T, H, W, 3))`` comes before normalisation (RandAugment works on
+    uint8 images), ``erase(video float (C, T, H, W))`` after it (the noise is in normalised
+    units). A seeded ``generator`` (torch, NumPy) makes both reproducible: its draw seeds
+    torch's global generator inside a forked RNG state, which is left as it was.
+    """
+
+    def __init__(self, rand_augment: str | None = VIDEOMAE_RAND_AUGMENT, erasing: float = VIDEOMAE_ERASING):
+        if not 0.0 <= erasing <= 1.0:
+            raise ValueError(f"erasing is a probability in [0, 1], got {erasing}")
+        self.rand_augment, self.erasing = rand_augment, float(erasing)
+        self._randaugment = None
+        if rand_augment is not None:
+            spec = parse_rand_augment(rand_augment)
+            self._randaugment = v2.RandAugment(num_ops=spec["num_ops"], magnitude=spec["magnitude"], num_magnitude_bins=11)
+        self._erase = v2.RandomErasing(p=self.erasing, value="random") if self.erasing > 0 else None
+
+    @staticmethod
+    def _apply(transform, x: torch.Tensor, generator: Generator) -> torch.Tensor:
+        """``transform`` on a ``(T, C, H, W)`` clip seen as one video, reproducible under ``generator``."""
+        if generator is None:
+            return transform(tv_tensors.Video(x)).as_subclass(torch.Tensor)
+        seed = randint(0, 2**62, generator)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return transform(tv_tensors.Video(x)).as_subclass(torch.Tensor)
+
+    def randaugment(self, frames: torch.Tensor, generator: Generator = None, *, layout="THWC") -> torch.Tensor:
+        """RandAugment of a uint8 clip (same layout back); unchanged when off."""
+        if self._randaugment is None:
+            return frames
+        x, layout = _to_tchw(frames, layout)  # (T, C, H, W)
+        return _from_tchw(self._apply(self._randaugment, x, generator), layout)
+
+    def erase(self, video: torch.Tensor, generator: Generator = None) -> torch.Tensor:
+        """Random erasing of a normalised float ``(C, T, H, W)`` clip; unchanged when off."""
+        if self._erase is None:
+            return video
+        return self._apply(self._erase, video.transpose(0, 1), generator).transpose(0, 1).contiguous()
+
+    def __bool__(self) -> bool:
+        return self._randaugment is not None or self._erase is not None
+
+    def __repr__(self) -> str:
+        return f"ClipAugment(rand_augment={self.rand_augment!r}, erasing={self.erasing})"
+
+
 class ClipTransform:
     """Decoded frames → model input, one of the paper recipes.
 
@@ -428,6 +539,8 @@ class ClipTransform:
         interpolation: ``"bilinear"`` or ``"bicubic"`` (VideoMAC).
         num_crops: spatial test views for ``"three_crop"``.
         normalized: apply ImageNet normalisation (default True, the library contract).
+        augment: ``resized_crop`` only: a :class:`ClipAugment` (RandAugment after the crop and
+            flip, random erasing after normalisation); None = off.
 
     Call:
         ``transform(frames, generator=None)`` with ``frames`` uint8 ``(T, H, W, 3)``; returns float
@@ -448,6 +561,7 @@ class ClipTransform:
         interpolation: str = "bilinear",
         num_crops: int = 3,
         normalized: bool = True,
+        augment: ClipAugment | None = None,
     ):
         if kind not in self.KINDS:
             raise ValueError(f"kind must be one of {self.KINDS}, got {kind!r}")
@@ -458,6 +572,9 @@ class ClipTransform:
         self.kind, self.size = kind, _pair(size)[0]
         self.scales, self.scale, self.ratio = tuple(scales), tuple(scale), tuple(ratio)
         self.flip, self.interpolation, self.num_crops, self.normalized = flip, interpolation, num_crops, normalized
+        if augment is not None and (kind != "resized_crop" or not isinstance(augment, ClipAugment)):
+            raise ValueError(f"augment is a ClipAugment for kind 'resized_crop' (fine-tuning), got {augment!r} for {kind!r}")
+        self.augment = augment if augment else None
 
     @property
     def num_views(self) -> int:
@@ -473,6 +590,9 @@ class ClipTransform:
                 frames, self.size, self.scale, self.ratio, flip=self.flip,
                 interpolation=self.interpolation, generator=generator, **kw,
             )
+            if self.augment is not None:  # RandAugment on the uint8 frames, erasing once normalised
+                x = self.augment.randaugment(x, generator)
+                return self.augment.erase(to_model_input(x, layout="THWC", normalized=self.normalized), generator)
         elif self.kind == "center":
             x = center_crop(short_side_resize(frames, self.size, interpolation=self.interpolation, **kw), self.size, **kw)
         else:
@@ -483,7 +603,8 @@ class ClipTransform:
     def __repr__(self) -> str:
         extra = {
             "multiscale": f"scales={self.scales}",
-            "resized_crop": f"scale={self.scale}, ratio=({self.ratio[0]:.3g}, {self.ratio[1]:.3g}), flip={self.flip}",
+            "resized_crop": f"scale={self.scale}, ratio=({self.ratio[0]:.3g}, {self.ratio[1]:.3g}), flip={self.flip}"
+                            + (f", augment={self.augment!r}" if self.augment is not None else ""),
             "center": "",
             "three_crop": f"num_crops={self.num_crops}",
         }[self.kind]

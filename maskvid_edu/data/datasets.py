@@ -74,7 +74,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data._utils.collate import default_collate
 
-from maskvid_edu.data.augment import ClipTransform
+from maskvid_edu.data.augment import ClipAugment, ClipTransform
 from maskvid_edu.data.decoders import DECODER_EVENTS, VideoDecodeError, decoder_events, open_video
 from maskvid_edu.data.lists import (
     BadVideoWarning,
@@ -302,6 +302,9 @@ class VideoDataset(Dataset):
             pretrain ``ClipTransform("multiscale")``, train ``ClipTransform("resized_crop")``,
             val ``ClipTransform("center")``, test ``ClipTransform("three_crop")`` (or ``"center"``
             when ``test_crops == 1``).
+        augment: train mode's default transform only: a
+            :class:`~maskvid_edu.data.augment.ClipAugment` (RandAugment, random erasing; what
+            ``maskvid-edu finetune`` turns on for real videos); None = off.
         num_repeats: pre-training views per decoded clip (VideoMAE V2 uses 4).
         stack_repeats: stack the repeated views into ``(R, C, T, H, W)`` (else a list of R).
         test_clips, test_crops: test views (5 x 3 on Kinetics; 2 x 3 on SSv2).
@@ -326,6 +329,7 @@ class VideoDataset(Dataset):
         max_gap: int | None = None,
         size: int = 224,
         transform: Callable | None = None,
+        augment: ClipAugment | None = None,
         num_repeats: int = 1,
         stack_repeats: bool = True,
         test_clips: int = 5,
@@ -362,6 +366,8 @@ class VideoDataset(Dataset):
             raise ValueError(f"max_gap must be a positive int or None, got {max_gap!r}")
         if backend not in ("auto", "decord", "pyav", "frames"):
             raise ValueError(f"backend must be 'auto', 'decord', 'pyav' or 'frames', got {backend!r}")
+        if augment is not None and (mode != "train" or transform is not None):
+            raise ValueError("augment goes with mode='train' and its default transform (pass it to your own transform instead)")
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable(frames, generator), got {type(transform).__name__}")
         labelled = [s.label is not None for s in samples]
@@ -384,7 +390,7 @@ class VideoDataset(Dataset):
             flip = 0.0 if sampling == "segment" else 0.5  # SSv2-style sampling: left/right matter
             transform = {
                 "pretrain": ClipTransform("multiscale", size),
-                "train": ClipTransform("resized_crop", size, flip=flip),
+                "train": ClipTransform("resized_crop", size, flip=flip, augment=augment),
                 "val": ClipTransform("center", size),
                 "test": (
                     ClipTransform("three_crop", size, num_crops=test_crops)

@@ -12,7 +12,10 @@ optimizer groups with an ``lr_scale`` each (layer-wise decay), so schedules, acc
 DDP, checkpoints and exact resume are the pre-training ones. Mixup and CutMix are written here for
 video batches (:func:`draw_mix`, :func:`apply_mix`, :func:`mix_targets`), following timm's
 ``Mixup`` in batch mode draw for draw; the tests check them against timm. The test views of a
-clip come from :class:`~maskvid_edu.data.wrappers.ClipViews`.
+clip come from :class:`~maskvid_edu.data.wrappers.ClipViews`. The recipe's per-clip augmentation
+— RandAugment ``rand-m7-n4-mstd0.5-inc1`` and random erasing 0.25, torchvision's, one draw for
+all frames of a clip — lives with the other clip transforms,
+:class:`~maskvid_edu.data.augment.ClipAugment`.
 """
 
 from __future__ import annotations
