@@ -1,27 +1,4 @@
-"""The command line: ``maskvid-edu <command> ...`` over the same functions the notebooks call.
-
-``maskvid-edu pretrain --out runs/demo`` pre-trains the CPU preset of VideoMAE on the synthetic
-motion dataset and writes, in ``runs/demo``:
-
-- ``checkpoint.pt``     — model (with any EMA target), optimizer, scheduler, RNG states, step;
-- ``metrics.jsonl``     — one record per log interval (step, lr, loss and every loss term, …);
-- ``config.yaml``       — the resolved recipe; ``--config runs/demo/config.yaml`` reruns it;
-- ``loss_curve.png``    — the loss (and its terms) against the step;
-- ``reconstruction.png``— a clip: original / masked / reconstructed frames.
-
-Settings come from three layers, later ones winning: the method's shipped demo recipe
-(``maskvid_edu/configs/<method>_demo.yaml``), a ``--config`` file (a path, or the name of a shipped
-recipe such as ``videomae_vit_b_k400``), then the flags; :mod:`maskvid_edu.recipes` reads the
-recipes and layers them. ``propagate``, ``finetune`` and ``probe`` judge an encoder
-(:mod:`maskvid_edu.evaluate`); ``features`` writes an encoder's features of whole videos to
-disk; ``bench`` measures; ``launch`` plans a multi-GPU run (or prints a SLURM script).
-
-Launch with ``torchrun --standalone --nproc-per-node N -m maskvid_edu pretrain ...`` for
-data-parallel training; the trainer picks the process group up from the environment.
-``maskvid-edu launch --config NAME --nodes N --gpus-per-node G`` prints the batch, accumulation
-and learning-rate plan for a recipe on those GPUs and the exact command that runs it
-(:mod:`maskvid_edu.launch`).
-"""
+"""``maskvid-edu propagate | finetune | probe | features``: judging an encoder (:mod:`maskvid_edu.evaluate`)."""
 
 from __future__ import annotations
 
@@ -33,192 +10,22 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
-from .data.augment import VIDEOMAE_ERASING, VIDEOMAE_RAND_AUGMENT
-from .data.datasets import UnusableDataError, collate_skip_bad, first_usable
-from .data.wrappers import ClipViews
-from .evaluate.davis import downstream_encoder, evaluate_davis, load_pretrained
-from .evaluate.features import write_features
-from .evaluate.finetune import VideoClassifier, evaluate_views, finetune
-from .evaluate.probe import FrameEncoder, extract_features, knn_accuracy, linear_probe
-from .evaluate.propagation import PropagationConfig
-from .launch import format_plan, plan_launch, sbatch_script, torchrun_command
-from .models import create
-from .models.vit import VisionTransformer
-from . import weights
-from .recipes import (
-    DATA_SOURCES,
-    METHODS,
-    PRETRAIN_OPTIONS,
-    RECIPE_SECTIONS,
-    CLASSIFY_DATA_HELP,
-    build_dataset,
-    check_batch,
-    check_resume,
-    classification_data,
-    clip_shape,
-    load_vqgan_tokenizer,
-    resolve_pretrain,
-    shipped_recipes,
-)
-from .train import CHECKPOINT_NAME, TrainConfig, load_checkpoint, train
-from .utils import parse_key_value, require_path
-from .widgets import reconstruction_figure, render_training_curves
-from . import zoo
+from ..data.augment import VIDEOMAE_ERASING, VIDEOMAE_RAND_AUGMENT
+from ..data.datasets import collate_skip_bad
+from ..data.wrappers import ClipViews
+from ..evaluate.davis import downstream_encoder, evaluate_davis, load_pretrained
+from ..evaluate.features import write_features
+from ..evaluate.finetune import VideoClassifier, evaluate_views, finetune
+from ..evaluate.probe import FrameEncoder, extract_features, knn_accuracy, linear_probe
+from ..evaluate.propagation import PropagationConfig
+from ..models.vit import VisionTransformer
+from ..recipes import CLASSIFY_DATA_HELP, classification_data, clip_shape
+from ..train import CHECKPOINT_NAME, TrainConfig, load_checkpoint
+from ..utils import parse_key_value, require_path
+from .pretrain import DECODERS
 
-__all__ = ["main", "build_parser"]
-
-#: ``--decoder`` choices: ``auto`` and the backends of :mod:`maskvid_edu.data.decoders`.
-DECODERS = ("auto", "decord", "pyav", "frames")
-
-
-# --------------------------------------------------------------------------------------------
-# pretrain
-# --------------------------------------------------------------------------------------------
-
-
-def _pretrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    try:
-        plan = resolve_pretrain({name: getattr(args, name) for name in PRETRAIN_OPTIONS})
-        out = Path(args.out)
-        checkpoint = out / CHECKPOINT_NAME
-        if checkpoint.exists() and not args.resume:
-            raise ValueError(f"--out {str(out)!r} already holds {CHECKPOINT_NAME}: pass --resume to continue it, or choose another --out")
-        if args.resume and not checkpoint.exists():
-            raise FileNotFoundError(f"--resume: {str(checkpoint)!r} does not exist")
-        config = plan["train"]
-        torch.manual_seed(config.seed)
-        extra = {}
-        if args.tokenizer is not None:
-            if plan["method"] != "mam2":
-                raise ValueError(f"--tokenizer gives MAM2 its appearance codes; --method is {plan['method']!r}")
-            extra["tokenizer"] = load_vqgan_tokenizer(args.tokenizer, args.tokenizer_preset)
-        model = create(plan["model"], **plan["model_overrides"], **extra)
-        if args.resume:
-            check_resume(checkpoint, plan, model)
-        dataset = build_dataset(plan["data"], model, seed=config.seed)
-        check_batch(dataset, config.batch_size, world_size=int(os.environ.get("WORLD_SIZE", "1")))
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"maskvid-edu pretrain: error: {err}\n")
-
-    rank0 = int(os.environ.get("RANK", "0")) == 0
-    resolved = {**{k: plan[k] for k in ("method", "model", "model_overrides", "data")}, "train": config.to_dict(),
-                "launch": {"gpus": int(os.environ.get("WORLD_SIZE", "1"))}}  # the processes this run used
-    if rank0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
-        n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        print(f"pre-training {plan['model']} ({n_params / 1e6:.2f} M trainable parameters) on {dataset!r}", flush=True)
-    meta = {k: plan[k] for k in ("method", "model", "model_overrides", "data")}
-    # real clips: drop unreadable items from a batch, count them
-    collate = collate_skip_bad if hasattr(dataset, "stats") else None
-    try:
-        history = train(model, dataset, config, resume=True if args.resume else None, meta=meta, collate_fn=collate)
-    except FloatingPointError as err:
-        print(f"maskvid-edu pretrain: {err}", file=sys.stderr)
-        return 1
-    except UnusableDataError as err:
-        parser.exit(2, f"maskvid-edu pretrain: error: {err}\n")
-    if rank0 and hasattr(dataset, "summary"):
-        print(dataset.summary(), flush=True)
-    if not rank0:
-        return 0
-    title = f"{plan['model']} on {plan['data']['source']} data, {history[-1]['step'] if history else 0} steps"
-    render_training_curves(history, title=title).savefig(out / "loss_curve.png")
-    written = [CHECKPOINT_NAME, "metrics.jsonl", "config.yaml", "loss_curve.png"]
-    try:
-        item = first_usable(dataset)  # the first clip may be a skipped, unreadable video
-        if item is None:
-            raise ValueError("none of the first clips of the dataset could be read")
-        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(config.seed)
-        reconstruction_figure(model, item["video"], generator=generator, title=title).savefig(out / "reconstruction.png")
-        written.append("reconstruction.png")
-    except ValueError as err:
-        print(f"reconstruction figure skipped: {err}")
-    last = history[-1] if history else {}
-    print(f"done: step {last.get('step')}, loss {last.get('loss', float('nan')):.4f}; wrote {out}/"
-          f"{{{', '.join(written)}}}")
-    return 0
-
-
-def _add_pretrain(sub) -> None:
-    p = sub.add_parser(
-        "pretrain",
-        help="pre-train a masked video model (VideoMAE, VideoMAC, MAM2)",
-        description="Pre-train a masked video model. With only --out: VideoMAE's CPU preset on the\n"
-        "synthetic motion dataset (one to two minutes on two cores). Settings come from the\n"
-        "method's demo recipe, then --config (a section it gives replaces the demo's, one it\n"
-        "leaves out keeps the demo's), then these flags; a flag left out keeps the recipe's value.",
-        epilog="examples:\n"
-        "  maskvid-edu pretrain --out runs/demo\n"
-        "  maskvid-edu pretrain --out runs/demo --steps 1000 --mask-ratio 0.75 --model-arg normalization=videomae\n"
-        "  maskvid-edu pretrain --out runs/demo --resume --steps 2000\n"
-        "  torchrun --nproc_per_node 2 -m maskvid_edu pretrain --out runs/ddp   # data-parallel",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    g = p.add_argument_group("what to train")
-    g.add_argument("--method", choices=METHODS, default=None,
-                   help="pre-training method (default: from --config, else inferred from --model, else videomae)")
-    g.add_argument("--model", default=None, metavar="NAME",
-                   help="registered model name, e.g. videomae_vit_demo or videomae_vit_b (default: the method's demo preset)")
-    g.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
-                   help="override one field of the model's config (repeatable; VALUE parsed as YAML)")
-    g.add_argument("--mask-ratio", type=float, default=None, metavar="R",
-                   help="share of tokens hidden from the encoder (model config field mask_ratio)")
-    g.add_argument("--tokenizer", default=None, metavar="CKPT",
-                   help="MAM2 only: a taming-transformers VQGAN checkpoint whose codes are the appearance targets "
-                        "(frozen, computed on the fly); without it MAM2's appearance decoder predicts normalised pixels")
-    g.add_argument("--tokenizer-preset", default="vqgan_imagenet_f16_1024", metavar="NAME",
-                   help="architecture of the --tokenizer checkpoint (default: vqgan_imagenet_f16_1024)")
-    g.add_argument("--data", default=None, metavar="SOURCE",
-                   help=f"training clips: {', '.join(DATA_SOURCES)} (default), a list file (`path label` lines "
-                        "or CSV, as VideoMAE's) or a folder of videos")
-    g.add_argument("--root", default=None, metavar="DIR", help="folder the list file's video paths are relative to")
-    g.add_argument("--decoder", choices=DECODERS, default=None,
-                   help="how real videos are read (recipe data.backend; default auto: decord for files, checked "
-                        "against PyAV, frames for folders of images)")
-    g.add_argument("--num-samples", type=int, default=None, metavar="N", help="size of the synthetic dataset")
-    g.add_argument("--config", default=None, metavar="YAML",
-                   help="recipe file (path, or a shipped recipe name: "
-                   f"{', '.join(shipped_recipes()) or 'none'}) with sections {', '.join(RECIPE_SECTIONS)}")
-    g.add_argument("--out", required=True, metavar="DIR",
-                   help="output folder: checkpoint.pt, metrics.jsonl, config.yaml, loss_curve.png, reconstruction.png")
-
-    g = p.add_argument_group("how long")
-    length = g.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, default=None, metavar="N", help="optimizer steps")
-    length.add_argument("--epochs", type=float, default=None, metavar="E", help="passes over the data (instead of --steps)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint.pt")
-
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--batch-size", type=int, default=None, metavar="B", help="clips per process and micro-batch")
-    g.add_argument("--accum-steps", type=int, default=None, metavar="K", help="micro-batches per optimizer step")
-    lr = g.add_mutually_exclusive_group()
-    lr.add_argument("--lr", type=float, default=None, help="peak learning rate")
-    lr.add_argument("--base-lr", type=float, default=None,
-                    help="peak learning rate per 256 clips: lr = base_lr × effective batch / 256")
-    g.add_argument("--min-lr", type=float, default=None, help="learning rate at the end of the cosine")
-    warm = g.add_mutually_exclusive_group()
-    warm.add_argument("--warmup-steps", type=int, default=None, metavar="N", help="linear warm-up steps")
-    warm.add_argument("--warmup-epochs", type=float, default=None, metavar="E", help="linear warm-up epochs")
-    g.add_argument("--weight-decay", type=float, default=None, metavar="WD", help="AdamW weight decay (not on norms, biases, tokens)")
-    g.add_argument("--clip-grad", type=float, default=None, metavar="NORM", help="clip the global gradient norm")
-
-    g = p.add_argument_group("execution")
-    g.add_argument("--amp", choices=("none", "bf16", "fp16"), default=None,
-                   help="mixed precision (fp16 needs CUDA)")
-    g.add_argument("--compile", action="store_true", help="wrap the model in torch.compile")
-    g.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: auto)")
-    g.add_argument("--seed", type=int, default=None, help="seed of model init, masks, data order (default: 0)")
-    g.add_argument("--num-workers", type=int, default=None, metavar="N", help="data-loader worker processes")
-    g.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="intra-op CPU threads while training (default: from the recipe, else torch's)")
-    g.add_argument("--log-every", type=int, default=None, metavar="N", help="steps between metric records")
-    g.add_argument("--ckpt-every", type=int, default=None, metavar="N", help="steps between checkpoints (always at the end)")
-    g.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars (needs tensorboard)")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_pretrain, parser=p)
+__all__ = ["add_downstream", "add_features"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,7 +223,7 @@ def _add_classify_data_flags(g, *, views: bool) -> None:
                    help="spatial views per evaluation clip" + (" (default 3)" if views else ""))
 
 
-def _add_downstream(sub) -> None:
+def add_downstream(sub) -> None:
     """The ``propagate``, ``finetune`` and ``probe`` sub-commands."""
     p = sub.add_parser(
         "propagate",
@@ -560,7 +367,7 @@ def _features(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _add_features(sub) -> None:
+def add_features(sub) -> None:
     p = sub.add_parser(
         "features", help="sliding-window features of whole videos to disk: one .npy per video + index.csv",
         description="Encode every video of --data in windows of --window frames every --stride frames with a frozen\n"
@@ -590,212 +397,3 @@ def _add_features(sub) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of a random initialisation (default 0)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_features, parser=p)
-
-
-# --------------------------------------------------------------------------------------------
-# bench: side-by-side measurements in one run, one table
-# --------------------------------------------------------------------------------------------
-
-def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .measure.bench import bench_rows, format_bench_table
-
-    try:
-        title, rows = bench_rows(args)
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"maskvid-edu bench: error: {err}\n")
-    print(format_bench_table(title, rows), flush=True)
-    return 0
-
-
-def _add_bench(sub) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="time our pre-training step against transformers', FLOPs and MFU, sparse vs dense, the loader",
-        description="Side-by-side measurements in one run, printed as one table:\n"
-        "  pretrain  our VideoMAE step vs transformers' VideoMAEForPreTraining (same weights, clip, mask),\n"
-        "            interleaved; median ms and peak memory\n"
-        "  flops     analytic model FLOPs per step, achieved FLOP/s, fraction of the measured matmul peak (MFU)\n"
-        "  sparse    ConvNeXt V2 step with the masked (sparse) path vs the dense path\n"
-        "  mam2      MAM2 step of the same size vs the VideoMAE step, interleaved\n"
-        "  optim     each optimisation of the step (AdamW kernels, SDPA, checkpointing, bf16; compile on CUDA)\n"
-        "            against the default step, interleaved\n"
-        "  loader    clips/s of the synthetic dataset through a DataLoader\n"
-        "Benchmarks, not tests: numbers vary with the machine and its load.",
-        epilog="examples:\n"
-        "  maskvid-edu bench --quick\n"
-        "  maskvid-edu bench --what pretrain,flops --model videomae_vit_b --batch 1 --steps 2\n"
-        "  maskvid-edu bench --device cuda --dtype bfloat16 --batch 32",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    from .measure.bench import BENCH_PARTS
-
-    p.add_argument("--what", default=",".join(BENCH_PARTS), metavar="A,B",
-                   help=f"comma-separated parts to run (default: {','.join(BENCH_PARTS)})")
-    p.add_argument("--model", default=None, metavar="NAME",
-                   help="VideoMAE model (default videomae_vit_b; videomae_vit_demo with --quick)")
-    p.add_argument("--batch", type=int, default=1, metavar="B", help="clips (images for sparse) per step (default 1)")
-    p.add_argument("--steps", type=int, default=3, metavar="N", help="timed steps per implementation (default 3)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                   help="float32, or bfloat16 autocast (default float32)")
-    p.add_argument("--workers", type=int, default=None, metavar="N", help="loader worker processes (default 2; 0 with --quick)")
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="intra-op CPU threads")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement (on CPU it spawns processes)")
-    p.add_argument("--quick", action="store_true", help="demo sizes: runs in seconds on a CPU")
-    p.set_defaults(func=_bench, parser=p)
-
-
-# --------------------------------------------------------------------------------------------
-# launch: the plan and the command for a recipe on several GPUs / machines
-# --------------------------------------------------------------------------------------------
-
-
-def _launch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    try:
-        if args.root is not None and args.data is None:
-            raise ValueError("--root goes with --data: it is the folder that the list file's paths start from")
-        plan = plan_launch(args.config, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
-                           batch_size=args.batch_size, target_batch=args.target_batch)
-        out = args.out if args.out is not None else str(Path("runs") / Path(args.config).name.removesuffix(".yaml"))
-        if args.slurm:  # an sbatch script; the rendezvous comes from SLURM's environment
-            if args.rdzv_endpoint is not None:
-                raise ValueError("--rdzv-endpoint goes without --slurm: under SLURM the first node of the job hosts it")
-            print(sbatch_script(plan, args.config, out=out, data=args.data, root=args.root, resume=args.resume,
-                                time=args.time, partition=args.partition, account=args.account), end="", flush=True)
-            return 0
-        command = torchrun_command(plan, args.config, out=out, data=args.data, root=args.root,
-                                   rdzv_endpoint=args.rdzv_endpoint, job_id=args.job_id, resume=args.resume)
-    except (ValueError, FileNotFoundError) as err:
-        message = str(err)
-        for name in ("nodes", "gpus_per_node", "batch_size", "target_batch", "rdzv_endpoint", "job_id", "time",
-                     "partition", "account"):
-            if message.startswith(name + " ") or message.startswith(name + ":"):
-                message = "--" + name.replace("_", "-") + message[len(name):]
-        parser.exit(2, f"maskvid-edu launch: error: {message}\n")
-    print(format_plan(plan, f"maskvid-edu launch — {args.config}", command), flush=True)
-    return 0
-
-
-def _add_launch(sub) -> None:
-    p = sub.add_parser(
-        "launch",
-        help="plan a recipe on N machines × G GPUs (accumulation, effective batch, lr) and print the command",
-        description="Print how a recipe runs on --nodes × --gpus-per-node GPUs: the accumulation steps that\n"
-        "keep the recipe's effective batch (batch per GPU × accumulation × GPUs), the peak learning\n"
-        "rate (base_lr × effective batch / 256), steps per epoch, total and warm-up steps; then the\n"
-        "exact command: maskvid-edu on one GPU, torchrun --standalone on one machine, torchrun\n"
-        "with a c10d rendezvous (the same command on every node) on several. Nothing is run.",
-        epilog="examples:\n"
-        "  maskvid-edu launch --config videomae_vit_b_k400 --gpus-per-node 8\n"
-        "  maskvid-edu launch --config videomae_vit_b_k400 --nodes 8 --gpus-per-node 8 --rdzv-endpoint node0:29500 \\\n"
-        "      --data data/kinetics400/train.csv --root data/kinetics400/train --out /shared/runs/vit_b\n"
-        "  maskvid-edu launch --config videomae_vit_b_k400 --gpus-per-node 4 --batch-size 16   # smaller GPUs\n"
-        "  maskvid-edu launch --config videomae_vit_b_k400 --nodes 8 --gpus-per-node 8 --slurm --partition gpu > job.sh",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--config", required=True, metavar="YAML",
-                   help=f"recipe file (path, or a shipped recipe name: {', '.join(shipped_recipes()) or 'none'})")
-    p.add_argument("--nodes", type=int, default=1, metavar="N", help="machines (default 1)")
-    p.add_argument("--gpus-per-node", type=int, default=1, metavar="G", help="GPUs, i.e. processes, per machine (default 1)")
-    p.add_argument("--batch-size", type=int, default=None, metavar="B",
-                   help="clips per GPU and micro-batch (default: the recipe's train.batch_size)")
-    p.add_argument("--target-batch", type=int, default=None, metavar="T",
-                   help="effective batch to reach (default: the recipe's batch_size × accum_steps × launch.gpus)")
-    p.add_argument("--out", default=None, metavar="DIR",
-                   help="the run's folder, shared by all nodes (default: runs/<recipe name>)")
-    p.add_argument("--data", default=None, metavar="LIST", help="pretrain --data: list file or folder of videos")
-    p.add_argument("--root", default=None, metavar="DIR", help="pretrain --root: folder the list's paths start from")
-    p.add_argument("--rdzv-endpoint", default=None, metavar="HOST:PORT",
-                   help="several nodes: address of one node and a free port for the c10d rendezvous")
-    p.add_argument("--job-id", default="maskvid", metavar="JOB", help="rendezvous id shared by all nodes (default maskvid)")
-    p.add_argument("--resume", action="store_true",
-                   help="add pretrain --resume: continue the run in --out (also on another number of GPUs)")
-    g = p.add_argument_group("SLURM")
-    g.add_argument("--slurm", action="store_true",
-                   help="print an sbatch script instead (srun + torchrun, rendezvous from SLURM's environment)")
-    g.add_argument("--time", default="24:00:00", metavar="D-HH:MM:SS", help="--slurm: wall-clock limit (default 24:00:00)")
-    g.add_argument("--partition", default=None, metavar="NAME", help="--slurm: #SBATCH --partition")
-    g.add_argument("--account", default=None, metavar="NAME", help="--slurm: #SBATCH --account")
-    p.set_defaults(func=_launch, parser=p)
-
-
-# --------------------------------------------------------------------------------------------
-# zoo: the course's trained checkpoints
-# --------------------------------------------------------------------------------------------
-
-def _zoo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    try:
-        if args.zoo_command == "build":
-            for name in args.names or zoo.zoo_recipes():
-                print(f"zoo: building {name} → {zoo.build(name, resume=not args.restart)}", flush=True)
-        else:
-            print(zoo.format_zoo_table())
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _add_zoo(sub) -> None:
-    p = sub.add_parser("zoo", help="build or list the course's trained checkpoints (data/zoo)",
-                       description="Train the zoo recipes (maskvid_edu/configs/zoo) with the one trainer, "
-                                   "resuming an interrupted run, and export them to data/zoo; or list them.")
-    zsub = p.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
-    b = zsub.add_parser("build", help="train (resuming) and export zoo recipes")
-    b.add_argument("names", nargs="*", help="recipes to build (default: all)")
-    b.add_argument("--restart", action="store_true", help="start afresh instead of resuming a checkpoint")
-    zsub.add_parser("list", help="every recipe with its steps, wall time, final loss and sha256")
-    p.set_defaults(func=_zoo, parser=p)
-# -- weights: the published checkpoints (maskvid_edu.weights) -----------------------------
-
-
-def _weights(args, parser) -> int:
-    if args.action != "list" and not args.name:
-        parser.exit(2, f"maskvid-edu weights {args.action}: error: NAME is required\n")
-    try:
-        if args.action == "list":
-            print(weights.format_table())
-        else:
-            print(weights.fetch(args.name) if args.action == "fetch" else weights.path(args.name))
-    except (KeyError, weights.FetchError) as err:
-        parser.exit(2, f"maskvid-edu weights {args.action}: error: {err.args[0]}\n")
-    return 0
-
-
-def _add_weights(sub) -> None:
-    p = sub.add_parser("weights", help="list, fetch or locate published checkpoints (VideoMAE, VideoMAE V2)",
-                       description="Published checkpoints: 'list' shows the registry and what is cached, 'fetch NAME'\n"
-                       "downloads one into the cache ($MASKVID_CACHE, default ~/.cache/maskvid_edu/weights),\n"
-                       "'path NAME' prints where it is. Load it with maskvid_edu.pretrained.from_pretrained(NAME).",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=("list", "fetch", "path"))
-    p.add_argument("name", nargs="?", metavar="NAME", help="a name from 'maskvid-edu weights list'")
-    p.set_defaults(func=_weights, parser=p)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``maskvid-edu`` argument parser (one sub-parser per command)."""
-    parser = argparse.ArgumentParser(
-        prog="maskvid-edu",
-        description="Masked video modeling — VideoMAE, VideoMAC, MAM2 — from the command line.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_pretrain(sub)
-    _add_downstream(sub)
-    _add_features(sub)
-    _add_bench(sub)
-    _add_launch(sub)
-    _add_zoo(sub)
-    _add_weights(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``maskvid-edu`` console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return args.func(args, args.parser)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
