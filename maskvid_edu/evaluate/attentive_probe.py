@@ -34,8 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..utils import frozen, resolve_device
-from .probe import ProbeResult
+from .probe import ProbeResult, check_probe_data, extract_with
 
 __all__ = ["token_features", "extract_tokens", "AttentivePooler", "AttentiveProbeResult", "attentive_probe"]
 
@@ -64,7 +63,6 @@ def token_features(encoder, video: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"encoder tokens must be (B, L, D), (B, C, h, w) or (B, C, t, h, w), got shape {tuple(out.shape)}")
 
 
-@torch.no_grad()
 def extract_tokens(encoder, dataset, *, batch_size: int = 16, device="auto",
                    max_items: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Token features and labels of a whole dataset, the encoder frozen.
@@ -74,28 +72,8 @@ def extract_tokens(encoder, dataset, *, batch_size: int = 16, device="auto",
     returns ``tokens (N, L, D)`` float32 on CPU and ``labels (N,)`` int64. An item with several
     views ``(V, C, T, H, W)`` gets the mean of its views' tokens, position by position.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    n = len(dataset) if max_items is None else min(len(dataset), int(max_items))
-    if n < 1:
-        raise ValueError("dataset is empty: nothing to extract tokens from")
-    dev = resolve_device(device)
-    tokens, labels = [], []
-    with frozen(encoder, dev):
-        for start in range(0, n, batch_size):
-            items = [dataset[i] for i in range(start, min(n, start + batch_size))]
-            items = [it for it in items if isinstance(it, dict)]  # a SkippedItem is left out
-            if not items:
-                continue
-            videos = [torch.as_tensor(it["video"]) for it in items]
-            views = [v.shape[0] if v.dim() == 5 else 1 for v in videos]
-            video = torch.cat([v if v.dim() == 5 else v[None] for v in videos])  # (ΣV, C, T, H, W)
-            x = token_features(encoder, video.to(dev, torch.float32)).float().cpu()  # (ΣV, L, D)
-            tokens.extend(chunk.mean(dim=0) for chunk in x.split(views))  # per clip: mean over views
-            labels.extend(int(it["label"]) for it in items)
-    if not tokens:
-        raise ValueError("no usable item in the dataset (every one was skipped)")
-    return torch.stack(tokens), torch.tensor(labels, dtype=torch.int64)
+    return extract_with(token_features, encoder, dataset, batch_size=batch_size, device=device,
+                        max_items=max_items)
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,19 +170,6 @@ class AttentiveProbeResult(ProbeResult):
         return self.pooler(x)
 
 
-def _check_tokens(x, y, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = torch.as_tensor(x), torch.as_tensor(y)
-    if x.dim() != 3:
-        raise ValueError(f"{name}_x must be (N, L, D) token features, got shape {tuple(x.shape)}")
-    if y.dim() != 1 or y.shape[0] != x.shape[0]:
-        raise ValueError(f"{name}_y must be (N,) labels matching {name}_x's N={x.shape[0]}, got shape {tuple(y.shape)}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name}_x is empty")
-    if y.dtype.is_floating_point or y.dtype == torch.bool or (y < 0).any():
-        raise ValueError(f"{name}_y must hold integer class ids ≥ 0")
-    return x.float().cpu(), y.long().cpu()
-
-
 def attentive_probe(
     train_x,
     train_y,
@@ -233,8 +198,8 @@ def attentive_probe(
     ``seed`` draws the head's initial weights and the batch order from one
     :class:`torch.Generator`: the same inputs and seed give the same numbers.
     """
-    train_x, train_y = _check_tokens(train_x, train_y, "train")
-    test_x, test_y = _check_tokens(test_x, test_y, "test")
+    train_x, train_y = check_probe_data(train_x, train_y, "train", tokens=True)
+    test_x, test_y = check_probe_data(test_x, test_y, "test", tokens=True)
     if test_x.shape[2] != train_x.shape[2]:
         raise ValueError(f"test_x has {test_x.shape[2]} channels but train_x has {train_x.shape[2]}")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
