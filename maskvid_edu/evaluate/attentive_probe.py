@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .probe import ProbeResult, check_probe_data, extract_with
+from .probe import ProbeResult, check_probe_data, check_probe_settings, extract_with
 
 __all__ = ["token_features", "extract_tokens", "AttentivePooler", "AttentiveProbeResult", "attentive_probe"]
 
@@ -202,12 +202,7 @@ def attentive_probe(
     test_x, test_y = check_probe_data(test_x, test_y, "test", tokens=True)
     if test_x.shape[2] != train_x.shape[2]:
         raise ValueError(f"test_x has {test_x.shape[2]} channels but train_x has {train_x.shape[2]}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    check_probe_settings(epochs, lr, weight_decay, batch_size)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     N, _, D = train_x.shape
     mean = std = None

@@ -32,6 +32,7 @@ __all__ = [
     "extract_features",
     "extract_with",
     "check_probe_data",
+    "check_probe_settings",
     "ProbeResult",
     "linear_probe",
     "knn_predict",
@@ -199,6 +200,19 @@ def check_probe_data(x, y, name: str, *, tokens: bool = False) -> tuple[torch.Te
     return x.float().cpu(), y.long().cpu()
 
 
+def check_probe_settings(epochs, lr, weight_decay, batch_size) -> None:
+    """Validate a probe's training settings: ``epochs`` a positive int, ``lr > 0``,
+    ``weight_decay ≥ 0``, ``batch_size`` a positive int or None."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be ≥ 0, got {weight_decay!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+
+
 def linear_probe(
     train_x,
     train_y,
@@ -229,14 +243,7 @@ def linear_probe(
     test_x, test_y = check_probe_data(test_x, test_y, "test")
     if test_x.shape[1] != train_x.shape[1]:
         raise ValueError(f"test_x has {test_x.shape[1]} dims but train_x has {train_x.shape[1]}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be ≥ 0, got {weight_decay!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    check_probe_settings(epochs, lr, weight_decay, batch_size)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     N, D = train_x.shape
     mean = std = None
