@@ -58,6 +58,7 @@ __all__ = [
     "VJEPA_BLOCKS",
     "block_union",
     "multiblock_mask",
+    "constant_flow",
     "multiblock_ratio_mask",
     "flow_guided_mask",
     "make_mask",
@@ -412,6 +413,22 @@ def flow_guided_mask(base_mask: torch.Tensor, flow: torch.Tensor, *, generator=N
         score = mask.float() + warped.frac()  # re-score: the hidden set of this slot moves on
         masks.append(mask)
     return torch.cat(masks, dim=1)  # (B, t·h·w)
+
+
+def constant_flow(batch: int, grid: Grid, dx: float, dy: float = 0.0, *, device="cpu") -> torch.Tensor:
+    """The flow field of a whole-clip translation, in :func:`flow_guided_mask`'s layout.
+
+    Every token moves ``dx`` columns and ``dy`` rows from one temporal slot to the next (token
+    units: a clip translating by ``u`` pixels per frame moves ``u·tubelet/patch`` tokens per
+    slot). Returns float ``(B, t-1, 2, h, w)``: channel 0 is ``dx``, channel 1 is ``dy``. A
+    stand-in for optical flow where the true motion is known (the synthetic clips of the book).
+    """
+    _check_batch(batch)
+    t, h, w = check_grid(grid)
+    flow = torch.empty(batch, max(t - 1, 0), 2, h, w, device=device)
+    flow[:, :, 0] = float(dx)
+    flow[:, :, 1] = float(dy)
+    return flow
 
 
 MASKERS = {

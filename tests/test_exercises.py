@@ -22,6 +22,7 @@ from maskvid_edu.evaluate import finetune, metrics
 from maskvid_edu.evaluate.propagation import PropagationConfig, propagate_labels
 from maskvid_edu.measure.flops import vit_block_flops
 from maskvid_edu.launch import plan_launch
+from maskvid_edu.models.vjepa import feature_loss, feature_targets
 from maskvid_edu.exercises import check, describe, evaluate, list_exercises
 
 # --------------------------------------------------------------------------------------------
@@ -107,6 +108,7 @@ LIBRARY = {
     "linear_lr_scaling": library_linear_lr_scaling,
     # no library function: the rule written out, as the chapter derives it
     "loader_workers": lambda b, s, r, v=1: math.ceil(round(b / s / (r * v), 9)),
+    "vjepa_loss": lambda pred, target: feature_loss(pred, feature_targets(target.detach())),
 }
 
 
@@ -844,3 +846,19 @@ def test_loader_worker_formula_slips_are_named():
                "you multiplied by the step time", at=at)
     fails_with("loader_workers", lambda b, s, r, v=1: float(math.ceil(round(b / s / (r * v), 9))),
                "a number of processes is an int", at="returns an int")
+
+
+# --------------------------------------------------------------------------------------------
+# vjepa_loss
+# --------------------------------------------------------------------------------------------
+
+
+def test_vjepa_loss_slips_are_named():
+    def ln(x):
+        return F.layer_norm(x, (x.shape[-1],))
+
+    fails_with("vjepa_loss", lambda p, t: (p - t).abs().mean(), "raw target features")
+    fails_with("vjepa_loss", lambda p, t: (p - ln(t.detach())).pow(2).mean(), "squared error")
+    fails_with("vjepa_loss", lambda p, t: (p - ln(t.detach())).abs().sum(), "summed")
+    fails_with("vjepa_loss", lambda p, t: (p - ln(t)).abs().mean(), "gradient reached the target")
+    fails_with("vjepa_loss", lambda p, t: (p - ln(t.detach())).abs().mean(dim=-1), "reduce it to one number")

@@ -138,3 +138,17 @@ def test_peak_mfu_and_loader():
     assert r["clips"] == 8 and r["clips_per_s"] > 0
     with pytest.raises(ValueError, match="dataset has 12 clips"):
         loader_throughput(dataset, batch_size=4, batches=3)
+
+
+def test_vjepa_pretrain_flops_adds_up():
+    from maskvid_edu.measure.flops import vit_flops, vjepa_pretrain_flops
+    from maskvid_edu.models.vjepa import vjepa_config
+
+    c = vjepa_config("demo")
+    f = vjepa_pretrain_flops(c, batch=2)
+    assert f["num_tokens"] == 256 and f["num_visible"] + f["num_hidden"] == 256
+    assert f["target_encoder"] == vit_flops(c.encoder_config(), 256, batch=2)
+    assert f["forward"] == f["context_encoder"] + f["predictor"] + f["target_encoder"]
+    assert f["train_step"] == 3 * (f["context_encoder"] + f["predictor"]) + f["target_encoder"]
+    with pytest.raises(ValueError, match="VJEPA"):
+        vjepa_pretrain_flops(object())

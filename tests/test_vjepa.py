@@ -186,3 +186,22 @@ def test_full_size_forward_backward():
     out.loss.backward()
     assert torch.isfinite(out.loss)
     assert all(p.grad is None for p in model.target.parameters())
+
+
+def test_token_spread_and_the_momentum_zero_ablation():
+    from maskvid_edu.models.vjepa import feature_loss, feature_targets, token_spread
+
+    assert token_spread(torch.ones(2, 5, 4)) == 0.0
+    assert token_spread(torch.arange(6.0).view(1, 6, 1)) > 0
+    h = torch.randn(2, 3, 8)
+    assert torch.allclose(feature_targets(h).mean(dim=-1), torch.zeros(2, 3), atol=1e-6)
+    assert torch.equal(feature_loss(h, h), torch.zeros(()))
+    torch.manual_seed(0)
+    model = create("vjepa_vit_demo", momentum_schedule="fixed", momentum_base=0.0)
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.add_(0.01)
+    model.on_optimizer_step(0, 10)
+    assert all(torch.equal(a, b) for a, b in zip(model.target.parameters(), model.encoder.parameters()))
+    spread = model.feature_spread(torch.randn(2, 3, 8, 64, 64))
+    assert set(spread) == {"context", "target"} and spread["context"] > 0 and model.training

@@ -54,6 +54,7 @@ __all__ = [
     "format_copy_table",
     "frame_similarity",
     "mean_colour_reconstruct",
+    "copyable_share",
 ]
 
 # How each token of a copy reconstruction got its pixels (the ``how`` field).
@@ -391,3 +392,35 @@ def mean_colour_reconstruct(
     mean = sums / (weight.sum(dim=1) * (D // C))  # (B, C): visible values per channel
     fill = mean.repeat(1, D // C).unsqueeze(1).expand(B, N, D)  # (B, N, D), channel fastest
     return torch.where(mask.unsqueeze(-1), fill, target)  # (B, N, D)
+
+
+def copyable_share(video: torch.Tensor, mask: torch.Tensor, tubelet: int = 2, patch: int = 16, *,
+                   input_normalized: bool = True, atol: float = 1e-6) -> torch.Tensor:
+    """Share of the hidden tokens that have an exact copy *visible* in a neighbouring slot.
+
+    A hidden token ``(s, y, x)`` counts as copyable when some visible token of slot ``s − 1`` or
+    ``s + 1`` — at any position — holds the same pixels (largest absolute difference ≤ ``atol``,
+    in [0, 1] pixel space). It is the shortcut of chapter 1 measured without a copy rule: under a
+    mask that stays in place while the content moves, the content hidden here is often visible
+    one slot away at a shifted position; a mask that follows the content hides both.
+
+    video ``(B, C, T, H, W)`` (ImageNet-normalised when ``input_normalized``), mask bool
+    ``(B, N)``. Returns float ``(B,)`` in [0, 1], one share per sample.
+    """
+    x = _pixels(video, input_normalized)  # (B, C, T, H, W) in [0, 1]
+    t, h, w = _grid(video, tubelet, patch)
+    tokens = patchify(x, tubelet, patch)  # (B, N, D)
+    B, N, D = tokens.shape
+    check_mask(mask, N)
+    S = h * w
+    tokens, hidden = tokens.view(B, t, S, D), mask.view(B, t, S)
+    copyable = torch.zeros(B, t, S, dtype=torch.bool, device=tokens.device)
+    for s in range(t):
+        for n in (s - 1, s + 1):
+            if not 0 <= n < t:
+                continue
+            dist = torch.cdist(tokens[:, s], tokens[:, n], p=float("inf"))  # (B, S, S): max |Δ| per pair
+            dist = dist.masked_fill(hidden[:, n].unsqueeze(1), float("inf"))  # only visible sources
+            copyable[:, s] |= dist.min(dim=2).values <= atol
+    copyable &= hidden
+    return copyable.flatten(1).sum(dim=1) / hidden.flatten(1).sum(dim=1).clamp_min(1)  # (B,)

@@ -82,6 +82,7 @@ __all__ = [
     "SyntheticClip",
     "SyntheticVideoDataset",
     "render_clip",
+    "translating_texture",
 ]
 
 SYNTHETIC_CLASSES: tuple[str, ...] = (
@@ -571,3 +572,29 @@ class SyntheticVideoDataset(Dataset):
         c = self.config
         return (f"SyntheticVideoDataset({c.num_samples} clips, {c.num_classes} classes, "
                 f"T={c.num_frames}, {c.size}×{c.size}, camera={c.camera!r}, seed={c.seed})")
+
+
+def translating_texture(num_frames: int = 8, size: int = 64, shift: tuple[int, int] = (4, 0),
+                        seed: int = 0) -> torch.Tensor:
+    """A clip in which *everything* translates by whole pixels: ``(3, T, H, W)``, ImageNet-normalised.
+
+    A window of ``size × size`` pixels slides over a larger random texture (per-pixel uniform
+    noise, box-blurred over 3 × 3, so every patch is distinct), moving the content by
+    ``shift = (dx, dy)`` pixels to the right / down per frame; new content enters at the opposite
+    edge. Frame ``f + 1`` equals frame ``f`` shifted by ``shift``, exactly, wherever both show the
+    same texture pixel — the clip on which a mask that follows the motion can be tested against
+    one that stays in place (its flow is :func:`maskvid_edu.masking.constant_flow`).
+    """
+    dx, dy = (int(v) for v in shift)
+    if num_frames < 1 or size < 1:
+        raise ValueError(f"num_frames and size must be ≥ 1, got {num_frames} and {size}")
+    g = torch.Generator().manual_seed(int(seed))
+    pad_x, pad_y = abs(dx) * num_frames, abs(dy) * num_frames
+    noise = torch.rand(1, 3, size + pad_y + 2, size + pad_x + 2, generator=g)
+    texture = F.avg_pool2d(noise, 3, stride=1)[0]  # (3, size + pad_y, size + pad_x)
+    x0, y0 = (pad_x if dx > 0 else 0), (pad_y if dy > 0 else 0)
+    frames = []
+    for f in range(num_frames):
+        x, y = x0 - f * dx, y0 - f * dy  # the window moves against the content
+        frames.append(texture[:, y : y + size, x : x + size])
+    return normalize(torch.stack(frames, dim=1))  # (3, T, H, W)

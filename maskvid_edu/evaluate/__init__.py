@@ -11,6 +11,8 @@
 and on action recognition, with and without training the encoder:
 
 - :mod:`maskvid_edu.evaluate.probe` — frozen clip features, linear probe, weighted k-NN
+- :mod:`maskvid_edu.evaluate.attentive_probe` — frozen tokens pooled by a learned query
+  (V-JEPA's attentive probe)
 - :mod:`maskvid_edu.evaluate.features` — sliding-window features of whole videos written to
   disk (one ``.npy`` per video and ``index.csv``; what ``maskvid-edu features`` runs)
 - :mod:`maskvid_edu.evaluate.finetune` — VideoMAE's fine-tuning recipe (mixup/cutmix, layer

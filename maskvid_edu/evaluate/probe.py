@@ -30,6 +30,9 @@ from ..utils import frozen, resolve_device
 __all__ = [
     "clip_features",
     "extract_features",
+    "extract_with",
+    "check_probe_data",
+    "check_probe_settings",
     "ProbeResult",
     "linear_probe",
     "knn_predict",
@@ -65,7 +68,6 @@ def clip_features(encoder, video: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"encoder must have forward_features(video) or be callable, got {type(encoder).__name__}")
 
 
-@torch.no_grad()
 def extract_features(
     encoder,
     dataset,
@@ -90,6 +92,27 @@ def extract_features(
     max_items: use only the first ``max_items`` items (None = all).
 
     Returns ``features (N, D)`` float32 on CPU and ``labels (N,)`` int64.
+    """
+    return extract_with(clip_features, encoder, dataset, batch_size=batch_size, device=device,
+                        max_items=max_items)
+
+
+@torch.no_grad()
+def extract_with(
+    features,
+    encoder,
+    dataset,
+    *,
+    batch_size: int = 16,
+    device="auto",
+    max_items: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loop behind :func:`extract_features`, with the feature function as an argument.
+
+    features: ``(encoder, video (B, C, T, H, W)) -> (B, …)`` — :func:`clip_features` (one vector
+        per clip) or :func:`~maskvid_edu.evaluate.attentive_probe.token_features` (its tokens).
+    The other arguments and the handling of views and skipped items are those of
+    :func:`extract_features`. Returns ``features (N, …)`` float32 on CPU, ``labels (N,)`` int64.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -117,7 +140,7 @@ def extract_features(
             videos = [torch.as_tensor(it["video"]) for it in items]
             views = [v.shape[0] if v.dim() == 5 else 1 for v in videos]
             video = torch.cat([v if v.dim() == 5 else v[None] for v in videos])  # (ΣV, C, T, H, W)
-            f = clip_features(encoder, video.to(dev, torch.float32)).float().cpu()  # (ΣV, D)
+            f = features(encoder, video.to(dev, torch.float32)).float().cpu()  # (ΣV, …)
             feats.extend(chunk.mean(dim=0) for chunk in f.split(views))  # per clip: mean over its views
             labels.extend(int(it["label"]) for it in items)
     if not feats:
@@ -157,11 +180,15 @@ class ProbeResult:
         return x @ self.weight.T + self.bias
 
 
-def _check_xy(x, y, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+def check_probe_data(x, y, name: str, *, tokens: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate probe inputs: features ``x (N, D)`` (``(N, L, D)`` tokens when ``tokens``) and
+    integer labels ``y (N,)`` ≥ 0; returns them as float32 / int64 on CPU. ``name`` ("train",
+    "test") is used in the messages."""
     x = torch.as_tensor(x)
     y = torch.as_tensor(y)
-    if x.dim() != 2:
-        raise ValueError(f"{name}_x must be (N, D) features, got shape {tuple(x.shape)}")
+    if x.dim() != (3 if tokens else 2):
+        what = "(N, L, D) token features" if tokens else "(N, D) features"
+        raise ValueError(f"{name}_x must be {what}, got shape {tuple(x.shape)}")
     if y.dim() != 1 or y.shape[0] != x.shape[0]:
         raise ValueError(f"{name}_y must be (N,) labels matching {name}_x's N={x.shape[0]}, got shape {tuple(y.shape)}")
     if x.shape[0] == 0:
@@ -171,6 +198,19 @@ def _check_xy(x, y, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     if (y < 0).any():
         raise ValueError(f"{name}_y must hold class ids ≥ 0, got min {int(y.min())}")
     return x.float().cpu(), y.long().cpu()
+
+
+def check_probe_settings(epochs, lr, weight_decay, batch_size) -> None:
+    """Validate a probe's training settings: ``epochs`` a positive int, ``lr > 0``,
+    ``weight_decay ≥ 0``, ``batch_size`` a positive int or None."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be ≥ 0, got {weight_decay!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
 
 
 def linear_probe(
@@ -199,18 +239,11 @@ def linear_probe(
     MAE's linear-probe recipe). Weights start at zero, so the result depends only on ``seed``
     through the mini-batch order: the same inputs give the same numbers.
     """
-    train_x, train_y = _check_xy(train_x, train_y, "train")
-    test_x, test_y = _check_xy(test_x, test_y, "test")
+    train_x, train_y = check_probe_data(train_x, train_y, "train")
+    test_x, test_y = check_probe_data(test_x, test_y, "test")
     if test_x.shape[1] != train_x.shape[1]:
         raise ValueError(f"test_x has {test_x.shape[1]} dims but train_x has {train_x.shape[1]}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be ≥ 0, got {weight_decay!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    check_probe_settings(epochs, lr, weight_decay, batch_size)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     N, D = train_x.shape
     mean = std = None
@@ -277,7 +310,7 @@ def knn_predict(
 
     The prediction is ``argmax_c score_i(c)``. A small ``τ`` makes the nearest neighbour dominate.
     """
-    train_x, train_y = _check_xy(train_x, train_y, "train")
+    train_x, train_y = check_probe_data(train_x, train_y, "train")
     test_x = torch.as_tensor(test_x).float().cpu()
     if test_x.dim() != 2 or test_x.shape[1] != train_x.shape[1]:
         raise ValueError(f"test_x must be (M, {train_x.shape[1]}), got shape {tuple(test_x.shape)}")
@@ -301,7 +334,7 @@ def knn_predict(
 
 def knn_accuracy(train_x, train_y, test_x, test_y, *, k: int = 20, temperature: float = 0.07) -> float:
     """Top-1 accuracy of the weighted k-NN classifier (see :func:`knn_predict`) on ``test_x``."""
-    test_x, test_y = _check_xy(test_x, test_y, "test")
+    test_x, test_y = check_probe_data(test_x, test_y, "test")
     scores = knn_predict(train_x, train_y, test_x, k=k, temperature=temperature,
                          num_classes=int(max(torch.as_tensor(train_y).max(), test_y.max())) + 1)
     return (scores.argmax(dim=1) == test_y).float().mean().item()

@@ -3,7 +3,7 @@
 Each chapter asks the reader to write one piece of the library themselves — a tube mask, the
 patch layout, VideoMAE's normalised target, an EMA step, the momentum schedule, the motion
 target, a sparse convolution, a step of label propagation, mixup's targets, layer decay, the region similarity of DAVIS, the
-FLOPs of a block, the linear learning-rate rule, the loader workers a GPU needs — and to check it::
+FLOPs of a block, the linear learning-rate rule, the loader workers a GPU needs, V-JEPA's feature loss — and to check it::
 
     from maskvid_edu.exercises import check, describe
 
@@ -17,7 +17,7 @@ FLOPs of a block, the linear learning-rate rule, the loader workers a GPU needs 
 The checker tests properties one at a time against the library's own implementation
 (:mod:`maskvid_edu.masking`, :mod:`~maskvid_edu.patches`, :mod:`~maskvid_edu.ema`,
 :mod:`~maskvid_edu.targets`, :mod:`~maskvid_edu.sparse`, :mod:`~maskvid_edu.evaluate.propagation`,
-:mod:`~maskvid_edu.evaluate.finetune`, :mod:`~maskvid_edu.evaluate.metrics`, :mod:`~maskvid_edu.measure.flops`, :mod:`~maskvid_edu.launch`) and stops at the first that fails,
+:mod:`~maskvid_edu.evaluate.finetune`, :mod:`~maskvid_edu.evaluate.metrics`, :mod:`~maskvid_edu.measure.flops`, :mod:`~maskvid_edu.launch`, :mod:`~maskvid_edu.models.vjepa`) and stops at the first that fails,
 with a hint aimed at the slip it recognised. A wrong answer never raises; an exception inside
 your function is caught and shown with its last traceback line and the line of your code
 that raised it.
@@ -40,6 +40,7 @@ name                              you write
 ``vit_block_flops``               ``vit_block_flops(dim, num_tokens, mlp_ratio=4.0) -> int``
 ``linear_lr_scaling``             ``linear_lr_scaling(base_lr, batch_size, gpus, accum_steps)``
 ``loader_workers``                ``loader_workers(batch_size, step_seconds, decodes_per_second, views=1)``
+``vjepa_loss``                    ``vjepa_loss(pred, target_features)``
 ================================  ==================================================
 """
 
@@ -48,7 +49,7 @@ from __future__ import annotations
 from typing import Callable
 
 # each module registers its exercises on import, in the order of the book
-from . import masking, patches, sparse, ema, targets, propagation, finetune, metrics, flops, launch, loading  # noqa: F401, I001
+from . import masking, patches, sparse, ema, targets, propagation, finetune, metrics, flops, launch, loading, features  # noqa: F401, I001
 from ._checker import REGISTRY, Report, run
 
 __all__ = ["check", "evaluate", "describe", "list_exercises", "Report"]

@@ -56,6 +56,7 @@ __all__ = [
     "token_counts",
     "pretrain_flops",
     "videomae_pretrain_flops",
+    "vjepa_pretrain_flops",
     "train_step_flops",
     "measured_matmul_peak",
     "mfu",
@@ -222,6 +223,44 @@ def videomae_pretrain_flops(model_or_config, mask_ratio: float | None = None, *,
     out["train_step"] = train_step_flops(out["forward"])
     counts = token_counts(config, mask_ratio=ratio)
     out.update(num_tokens=counts["tokens"], num_visible=counts["visible"], num_decoded=counts["decoded"])
+    return out
+
+
+def vjepa_pretrain_flops(model_or_config, *, batch: int = 1) -> dict:
+    """FLOPs of one V-JEPA pre-training step (:class:`~maskvid_edu.models.vjepa.VJEPAConfig`).
+
+    With ``N`` tokens, ``M`` hidden (:func:`~maskvid_edu.masking.mask_count` of the config's mask)
+    and ``N_vis = N − M`` visible, per clip, forward:
+
+    - ``context_encoder``: the ViT on the ``N_vis`` visible tokens (:func:`vit_flops`);
+    - ``predictor``: ``2·N_vis·D·D_p`` in, ``predictor_depth`` blocks of width ``D_p`` on
+      ``N_vis + M = N`` tokens, ``2·M·D_p·D`` out;
+    - ``target_encoder``: the ViT on all ``N`` tokens, forward only (no gradient).
+
+    ``train_step = 3·(context_encoder + predictor) + target_encoder`` (backward ≈ 2× forward,
+    none for the target). Returns those parts for ``batch`` clips, ``forward`` (their sum) and
+    the token counts of one clip.
+    """
+    config = getattr(model_or_config, "config", model_or_config)
+    for field in ("predictor_dim", "predictor_depth", "encoder_config"):
+        if not hasattr(config, field):
+            raise ValueError(f"model_or_config must be a VJEPA model or VJEPAConfig, got {type(model_or_config).__name__}")
+    _check_tokens(batch, "batch")
+    enc = config.encoder_config()
+    N = enc.num_tokens
+    M = mask_count(config.mask_type, enc.grid, config.mask_ratio)
+    visible = N - M
+    predictor = (_matmul(visible, config.dim, config.predictor_dim)
+                 + config.predictor_depth * vit_block_flops(config.predictor_dim, N, config.mlp_ratio)
+                 + _matmul(M, config.predictor_dim, config.dim))
+    out = {
+        "context_encoder": vit_flops(enc, visible, batch=batch),
+        "predictor": batch * predictor,
+        "target_encoder": vit_flops(enc, N, batch=batch),
+    }
+    out["forward"] = sum(out.values())
+    out["train_step"] = train_step_flops(out["context_encoder"] + out["predictor"]) + out["target_encoder"]
+    out.update(num_tokens=N, num_visible=visible, num_hidden=M)
     return out
 
 

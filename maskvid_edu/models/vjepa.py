@@ -51,7 +51,7 @@ from .registry import register, replace_config
 from .vit import EncoderFields, VisionTransformer, encoder_fields, init_weights, make_blocks, position_embedding, run_blocks, sinusoid_table
 
 __all__ = ["VJEPAConfig", "VJEPA", "VJEPAPredictor", "PREDICTOR_SIZES", "VJEPA_MASK_TYPES",
-           "MOMENTUM_SCHEDULES", "vjepa_config"]
+           "MOMENTUM_SCHEDULES", "vjepa_config", "feature_targets", "feature_loss", "token_spread"]
 
 #: Masks a V-JEPA model can draw: its multi-block masks, and the tube and random ablations.
 VJEPA_MASK_TYPES: tuple[str, ...] = ("multiblock", "multiblock_long", "tube", "random")
@@ -75,6 +75,9 @@ class VJEPAConfig(EncoderFields):
         the short-range union's mean of 0.63; use about 0.8 for long-range blocks).
     momentum_base, momentum_final, momentum_schedule: the EMA target's momentum (0.998 → 1,
         linear over the global optimizer step, as the release).
+        ``momentum_schedule="fixed"`` with ``momentum_base=0.0`` is the ablation without an
+        average: after every step the target *is* a copy of the context encoder, still under
+        stop-gradient (the targets are computed without gradient either way).
     loss_exp: the loss is ``mean(|p − t|^loss_exp) / loss_exp`` (1: L1, the release's setting).
     """
 
@@ -101,6 +104,32 @@ class VJEPAConfig(EncoderFields):
             raise ValueError(f"momentum_schedule must be one of {MOMENTUM_SCHEDULES}, got {self.momentum_schedule!r}")
         if not self.loss_exp > 0:
             raise ValueError(f"loss_exp must be > 0, got {self.loss_exp!r}")
+
+
+def feature_targets(h: torch.Tensor) -> torch.Tensor:
+    """Target-encoder features ``(…, D)`` → V-JEPA's targets: float32, layer-normalised over the
+    channels ``D`` of each token, without learnable weights (``LN(h)`` in the module docstring)."""
+    return F.layer_norm(h.float(), (h.shape[-1],))
+
+
+def feature_loss(pred: torch.Tensor, target: torch.Tensor, loss_exp: float = 1.0) -> torch.Tensor:
+    """``mean(|pred − target|^e) / e`` over hidden tokens and channels (``e = 1``: the L1 loss).
+
+    pred: ``(B, M, D)`` the predictor's outputs; target: ``(B, M, D)`` from
+    :func:`feature_targets`, computed without gradient (the target encoder is not trained).
+    """
+    return (pred.float() - target).abs().pow(loss_exp).mean() / loss_exp
+
+
+def token_spread(tokens: torch.Tensor) -> float:
+    """How different the tokens of a batch are: the standard deviation of each channel over all
+    tokens of all clips, averaged over channels. ``tokens (B, N, D)`` → a float.
+
+    A collapsed encoder (the same vector for every token of every clip) gives 0. Layer-normalised
+    targets have unit spread *within* a token, so this measure looks *across* tokens instead.
+    """
+    flat = tokens.detach().float().reshape(-1, tokens.shape[-1])  # (B·N, D)
+    return float(flat.std(dim=0, unbiased=False).mean())
 
 
 class VJEPAPredictor(nn.Module):
@@ -169,8 +198,7 @@ class VJEPA(PretrainModel):
     def targets(self, video: torch.Tensor) -> torch.Tensor:
         """Target features of every token ``(B, N, dim)``, float32, no gradient: the target
         encoder over the whole clip, then a LayerNorm over channels without learnable weights."""
-        h = self.target(video)  # (B, N, dim)
-        return F.layer_norm(h.float(), (h.shape[-1],))
+        return feature_targets(self.target(video))  # (B, N, dim)
 
     def forward(self, video: torch.Tensor, mask: torch.Tensor) -> PretrainOutput:
         """Predict the target features of the hidden tokens of ``video``.
@@ -193,9 +221,20 @@ class VJEPA(PretrainModel):
         context = self.encoder(video, mask, masked_count=M)  # (B, N_vis, dim)
         pred = self.predictor(context, visible_idx, hidden_idx, grid)  # (B, M, dim)
         target = tokens_at(self.targets(video), hidden_idx)  # (B, M, dim)
-        loss = (pred.float() - target).abs().pow(c.loss_exp).mean() / c.loss_exp
+        loss = feature_loss(pred, target, c.loss_exp)
         return PretrainOutput(loss=loss, pred=pred, target=target, mask=mask, terms={"loss_feature": loss},
                               extras={"context": context})
+
+    @torch.no_grad()
+    def feature_spread(self, video: torch.Tensor) -> dict:
+        """:func:`token_spread` of the context encoder's tokens (all of them, no mask) and of the
+        targets on ``video (B, C, T, H, W)``: ``{"context": float, "target": float}``. Both
+        near 0 would mean the features collapsed to one vector."""
+        was_training = self.training
+        self.eval()
+        spread = {"context": token_spread(self.encoder(video)), "target": token_spread(self.targets(video))}
+        self.train(was_training)
+        return spread
 
     # -- the EMA target --------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ One module per explorer family; ``from maskvid_edu import widgets`` gives them a
 ``ema``            EMA momentum schedules, VideoMAC's loss terms and pair reconstructions (chapter 4)
 ``motion``         RGB-difference targets and probe accuracy over training (chapter 5)
 ``propagation``    propagated instance masks over a sequence (chapter 6)
+``block_flow``     multi-block vs tube masks, flow-guided masks on a moving clip (chapter 8)
 =================  ==========================================================================
 """
 
@@ -42,6 +43,7 @@ from ._core import (
     show_source,
     to_rgb,
 )
+from .block_flow import render_flow_guided, render_mask_rows
 from .curves import CURVE_NOTE, curve_metrics, render_training_curves, training_curve_viewer
 from .dissipation import dissipation_viewer, render_dissipation, render_dissipation_maps
 from .ema import PAIR_NOTE, render_momentum_schedules, render_pair_losses, render_pair_reconstructions
@@ -128,4 +130,7 @@ __all__ = [
     "frame_jaccard",
     "render_propagation",
     "propagation_viewer",
+    # multi-block and flow-guided masks (chapter 8)
+    "render_mask_rows",
+    "render_flow_guided",
 ]
