@@ -110,3 +110,15 @@ def test_verdict_is_computed_from_the_interval():
 def test_format_estimate():
     e = mean_ci([1.0, 2.0, 3.0])
     assert format_estimate(e, digits=2) == f"2.00 ± {e.half_width:.2f} (95 % CI [{e.low:.2f}, {e.high:.2f}], n = 3)"
+
+
+def test_verdict_states_the_interval_of_the_gap_it_names():
+    """"a beats b by X" comes with the interval of X, positive, whichever of a − b or b − a it is."""
+    lower_wins = paired_difference([5.0, 4.0, 6.0, 5.5], [30.0, 28.0, 31.0, 29.5])  # a − b < 0
+    text = verdict("flow-guided", "tube", lower_wins, unit="points", higher_is_better=False)
+    assert text.startswith("flow-guided beats tube by 24.5 points, 95 % CI [")
+    low, high = (float(v) for v in text.split("[")[1].rstrip("]").split(", "))
+    assert 0 < low < 24.5 < high
+    assert (low, high) == pytest.approx((-lower_wins.high, -lower_wins.low), abs=0.05)
+    falls = verdict("random", "tube", lower_wins)  # higher is better: a falls behind by the same gap
+    assert falls.endswith(text.split(", ", 1)[1])

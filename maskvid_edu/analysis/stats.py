@@ -261,14 +261,20 @@ def verdict(name_a: str, name_b: str, diff: Estimate, *, unit: str = "points", d
 
     - interval above 0: ``"tube beats random by 6.1 points, 95 % CI [2.3, 9.8]"``
       (or "falls behind" when it lies below 0; with ``higher_is_better=False``, e.g. for a
-      loss, a positive difference means a falls behind);
+      loss, a positive difference means a falls behind). The sentence states the size of the
+      gap, ``|a − b|``, and its interval is the interval of that size (for ``a < b``, the
+      interval of ``b − a``), so "by 6.1, CI [2.3, 9.8]" always reads the same way;
     - interval across 0: ``"no difference resolvable between tube and random: CI [-2.0, 3.1],
       smallest resolvable difference ≈ 4.0 points"``.
     """
-    ci = f"{diff.confidence:.0%} CI [{_fmt(diff.low, digits)}, {_fmt(diff.high, digits)}]".replace("%", " %")
+    def interval(low: float, high: float) -> str:
+        return f"{diff.confidence:.0%} CI [{_fmt(low, digits)}, {_fmt(high, digits)}]".replace("%", " %")
+
     if not diff.excludes_zero():
-        return (f"no difference resolvable between {name_a} and {name_b}: {ci}, "
+        return (f"no difference resolvable between {name_a} and {name_b}: {interval(diff.low, diff.high)}, "
                 f"smallest resolvable difference ≈ {_fmt(diff.resolvable, digits)} {unit}")
     better = (diff.mean > 0) == higher_is_better
     word = "beats" if better else "falls behind"
-    return f"{name_a} {word} {name_b} by {_fmt(abs(diff.mean), digits)} {unit}, {ci}"
+    # the sentence states a size, |a − b|: its interval is that of |a − b| too (flipped when a < b)
+    low, high = (diff.low, diff.high) if diff.mean > 0 else (-diff.high, -diff.low)
+    return f"{name_a} {word} {name_b} by {_fmt(abs(diff.mean), digits)} {unit}, {interval(low, high)}"
