@@ -282,7 +282,9 @@ class SparseGRN(nn.Module):
         nonzero = sumsq > 0
         g = torch.where(nonzero, sumsq, torch.ones_like(sumsq)).sqrt() * nonzero  # (B, C), safe gradient at 0
         n = g / (g.mean(dim=-1, keepdim=True) + self.eps)  # (B, C)
-        return f + self.gamma * (f * n[b]) + self.beta  # (N, C)
+        # index_select, not n[b]: its backward is an index_add, where advanced indexing's is a
+        # much slower accumulating index_put
+        return f + self.gamma * (f * n.index_select(0, b)) + self.beta  # (N, C)
 
     def extra_repr(self) -> str:
         return f"{self.gamma.shape[0]}, eps={self.eps}"
