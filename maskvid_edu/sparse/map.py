@@ -99,8 +99,9 @@ class PackedMap:
     a zeroed dense grid, run the ordinary dense operation and *gather* the active outputs back.
     That is exact for the same reason the ``masked`` backend is: hidden inputs are zero, so
     they add nothing to any sum, and hidden outputs are never read. The spatial layers keep
-    their dense cost (a depthwise 7×7 is a few % of a ConvNeXt block), the per-site layers pay
-    only for visible sites, and the conversions are two memory passes around each spatial op.
+    their dense cost (a depthwise 7×7 is a few % of a ConvNeXt block's FLOPs, though being
+    memory-bound it takes a far larger share of the time), the per-site layers pay only for
+    visible sites, and the conversions are two memory passes around each spatial op.
 
     Attributes:
         rows: ``(N, C)`` features of the active sites, in raster order of ``(b, h, w)``.
