@@ -14,8 +14,9 @@ minus that process's size before building it (``VmHWM`` − ``VmRSS`` from ``/pr
 the peak mark reset first), measured for each implementation in its own process so one cannot
 hide the other's peak.
 
-:func:`bench_sparse` times a ConvNet encoder's step on the ``masked`` sparse path against the
-plain dense path, and :func:`bench_rows` runs the parts of ``maskvid-edu bench`` (pretrain, FLOPs
+:func:`bench_sparse` times a ConvNet encoder's step on the sparse backends (``masked``,
+``packed``) against the plain dense path, beside the FLOP limit of each
+(:func:`sparse_route_macs`), and :func:`bench_rows` runs the parts of ``maskvid-edu bench`` (pretrain, FLOPs
 and MFU, sparse, MAM2, optimisations, loader) into the one table :func:`format_bench_table`
 prints. Every timing goes through :func:`maskvid_edu.measure.timing.time_interleaved`.
 
@@ -25,7 +26,9 @@ Benchmarks are not tests: nothing here asserts a speed.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
+import math
 import resource
 import statistics
 import subprocess
@@ -33,12 +36,14 @@ import sys
 
 import torch
 import torch.nn as nn
+from torch import Tensor
 
 from ..data.synthetic import SyntheticConfig, SyntheticVideoDataset
 from ..masking import tube_mask
 from ..models import create, list_models
 from ..models.convnextv2 import build_convnextv2
 from ..models.videomae import VideoMAE
+from ..sparse import PackedMap, SparseMap, SparseStem, set_backend
 from ..utils import resolve_device
 from .flops import loader_throughput, measured_matmul_peak, mfu, videomae_pretrain_flops
 from .scaling import pretrain_optimizer, time_variants, training_step, vit_variants
@@ -330,19 +335,76 @@ def format_result(r: dict) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def sparse_route_macs(model: nn.Module, x: Tensor, mask: Tensor | None = None) -> int:
+    """Multiply-adds of the convolutions and linear layers of one forward pass, counted the way
+    the model's sparse backend computes them (forward hooks on every ``nn.Conv2d``/``nn.Linear``).
+
+    A layer's cost is ``sites × C_out × C_in / groups × k²``, where ``sites`` is what the backend
+    actually touches: every site of the dense grid for the ``masked`` backend and for any
+    convolution that mixes sites, the visible rows for the ``packed`` backend's per-site layers
+    (linears and 1×1 stride-1 convolutions). The ratio of two such counts is the *FLOP limit* of
+    a backend: the step-time ratio it would reach if time went only into multiply-adds (the
+    backward pass costs twice the forward for every layer alike, so the ratio holds for a step).
+    Element-wise work (norms, activations, gathers) is left out, as in :mod:`~maskvid_edu.measure.flops`.
+    """
+    total = 0
+
+    def sites(t) -> int:
+        if isinstance(t, PackedMap):
+            return t.rows.shape[0]
+        if isinstance(t, SparseMap):
+            return t.features.shape[:-1].numel()
+        return t.numel() // t.shape[1] if t.dim() == 4 else t.numel() // t.shape[-1]
+
+    def count(module, inputs, output) -> None:
+        nonlocal total
+        if isinstance(module, nn.Linear):
+            total += sites(inputs[0]) * module.in_features * module.out_features
+            return
+        k = module.kernel_size[0] * module.kernel_size[1]
+        per_site = module.out_channels * module.in_channels // module.groups * k
+        n = sites(output)
+        if isinstance(output, PackedMap) and not (k == 1 and module.stride[0] == 1 and module.groups == 1):
+            n = math.prod(output.grid)  # scatter → dense convolution → gather: every site of the grid
+        total += n * per_site
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()
+            model(x, mask)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return total
+
+
+def _backend_of(model: nn.Module) -> str | None:
+    return next((m.backend for m in model.modules() if isinstance(m, SparseStem)), None)
+
+
 def bench_sparse(model: nn.Module | None = None, *, batch: int = 2, size: int = 224, mask_ratio: float = 0.6,
-                 steps: int = 3, warmup: int = 1, device: str = "cpu", print_result: bool = True) -> dict:
-    """Time a training step (forward + backward) of an encoder with the ``masked`` sparse path
-    versus the plain dense path (``mask=None``), measured in the same run (the two steps in the
-    same order every round, :func:`~maskvid_edu.measure.timing.time_interleaved`).
+                 steps: int = 3, warmup: int = 1, device: str = "cpu", print_result: bool = True,
+                 backends: tuple[str, ...] = ("masked",)) -> dict:
+    """Time a training step (forward + backward) of an encoder on each sparse backend of
+    ``backends`` versus the plain dense path (``mask=None``), measured in the same run (the steps
+    in the same order every round, :func:`~maskvid_edu.measure.timing.time_interleaved`).
+
+    Every backend runs a copy of ``model`` with the same weights (:func:`~maskvid_edu.sparse.set_backend`).
 
     Args:
         model: an encoder ``model(x, mask) -> (B, C, h, w)`` with a 32-pixel mask grid; by default
             ``convnextv2_atto``.
         batch, size: input ``(batch, 3, size, size)``.
-        mask_ratio: fraction of 32-pixel patches hidden in the sparse step.
+        mask_ratio: fraction of 32-pixel patches hidden in the sparse steps.
+        backends: sparse backends to time (``"masked"``, ``"packed"``, ``"minkowski"``).
     Returns:
-        ``{"dense_s": …, "sparse_s": …, "ratio": sparse_s / dense_s}`` (median seconds per step).
+        ``{"dense_s": …, "<backend>_s": …, "<backend>_ratio": <backend>_s / dense_s,
+        "<backend>_flop_ratio": …}`` (median seconds per step; the FLOP ratio is
+        :func:`sparse_route_macs` of the backend over the dense count). With ``"masked"`` among the
+        backends, ``"sparse_s"`` and ``"ratio"`` repeat its time and ratio.
     """
     if model is None:
         model = build_convnextv2("atto")
@@ -355,21 +417,33 @@ def bench_sparse(model: nn.Module | None = None, *, batch: int = 2, size: int = 
     for i in range(batch):
         mask[i, torch.randperm(n, generator=g)[:n_masked]] = True
     mask = mask.to(device)
+    models = {b: model if b == _backend_of(model) else set_backend(copy.deepcopy(model), b) for b in backends}
 
-    def step(m):
+    def step(m, msk):
         def run() -> None:
-            model.zero_grad(set_to_none=True)
-            model(x, m).float().square().mean().backward()
+            m.zero_grad(set_to_none=True)
+            m(x, msk).float().square().mean().backward()
         return run
 
-    times = time_interleaved({"dense": step(None), "sparse": step(mask)}, rounds=steps, warmup=warmup,
-                             order="fixed", device=device)["wall"]
-    dense_s = sorted(times["dense"])[len(times["dense"]) // 2]
-    sparse_s = sorted(times["sparse"])[len(times["sparse"]) // 2]
-    result = {"dense_s": dense_s, "sparse_s": sparse_s, "ratio": sparse_s / dense_s}
+    times = time_interleaved({"dense": step(model, None), **{b: step(models[b], mask) for b in backends}},
+                             rounds=steps, warmup=warmup, order="fixed", device=device)["wall"]
+
+    def median(ts: list[float]) -> float:
+        return sorted(ts)[len(ts) // 2]
+
+    dense_macs = sparse_route_macs(model, x, None)
+    result = {"dense_s": median(times["dense"])}
+    for b in backends:
+        result[f"{b}_s"] = median(times[b])
+        result[f"{b}_ratio"] = result[f"{b}_s"] / result["dense_s"]
+        result[f"{b}_flop_ratio"] = sparse_route_macs(models[b], x, mask) / dense_macs
+    if "masked" in backends:
+        result["sparse_s"], result["ratio"] = result["masked_s"], result["masked_ratio"]
     if print_result:
-        print(f"dense step {dense_s * 1e3:.1f} ms | masked-sparse step {sparse_s * 1e3:.1f} ms | "
-              f"ratio {result['ratio']:.2f} (batch {batch}, {size}², mask {mask_ratio:.0%}, {device})")
+        parts = [f"dense step {result['dense_s'] * 1e3:.1f} ms"]
+        parts += [f"{'masked-sparse' if b == 'masked' else b} step {result[f'{b}_s'] * 1e3:.1f} ms" for b in backends]
+        ratios = ", ".join(f"{result[f'{b}_ratio']:.2f}" for b in backends)
+        print(" | ".join(parts) + f" | ratio {ratios} (batch {batch}, {size}², mask {mask_ratio:.0%}, {device})")
     return result
 
 
@@ -436,13 +510,22 @@ def bench_rows(args) -> tuple[str, list[tuple[str, str, str, str, str]]]:
                      f"{mfu(counts['train_step'], step_s, peak):.1%}",
                      f"MFU = FLOPs / step time / measured {args.dtype} matmul peak"))
     if "sparse" in what:
-        sparse_name = "encoder_convnextv2_demo" if args.quick else "encoder_convnextv2_small"
-        sparse_size = 64 if args.quick else 224
-        torch.manual_seed(0)
-        r = bench_sparse(create(sparse_name), batch=args.batch, size=sparse_size, mask_ratio=0.6, steps=args.steps,
-                         warmup=1, device=str(dev), print_result=False)
-        rows.append(("ConvNeXt V2 step ms (fwd+bwd)", f"masked {r['sparse_s'] * 1e3:.1f}", f"dense {r['dense_s'] * 1e3:.1f}",
-                     f"{r['ratio']:.2f}×", f"{sparse_name}, {sparse_size}², mask 0.6; ratio = masked / dense"))
+        cases = ([("encoder_convnextv2_demo", 64, 0.6)] if args.quick else
+                 [("encoder_convnextv2_small", 224, 0.6), ("encoder_convnextv2_small", 224, 0.75),
+                  ("encoder_mac_resnet50", 224, 0.75)])
+        for sparse_name, sparse_size, ratio in cases:
+            torch.manual_seed(0)
+            r = bench_sparse(create(sparse_name), batch=args.batch, size=sparse_size, mask_ratio=ratio,
+                             steps=args.steps, warmup=1, device=str(dev), print_result=False,
+                             backends=("masked", "packed"))
+            label = "ConvNeXt V2" if "convnextv2" in sparse_name else "ResNet"
+            rows.append((f"{label} step ms (fwd+bwd)",
+                         f"packed {r['packed_s'] * 1e3:.1f}  masked {r['masked_s'] * 1e3:.1f}",
+                         f"dense {r['dense_s'] * 1e3:.1f}",
+                         f"{r['packed_ratio']:.2f}× (FLOPs {r['packed_flop_ratio']:.2f}×)  "
+                         f"{r['masked_ratio']:.2f}× ({r['masked_flop_ratio']:.2f}×)",
+                         f"{sparse_name}, {sparse_size}², mask {ratio}; ratio = backend / dense, "
+                         "FLOPs = the backend's multiply-adds / dense"))
     if "mam2" in what or "optim" in what:
         amp = "bf16" if dtype == torch.bfloat16 else "none"
     if "mam2" in what:  # the MAM2 step of the same size next to VideoMAE's, interleaved

@@ -80,7 +80,7 @@ class ConvNeXtV2Config:
     in_chans: int = 3
     drop_path_rate: float = 0.0
     ln_eps: float = 1e-6
-    backend: str = "masked"  # "masked" (pure PyTorch) or "minkowski" (MinkowskiEngine)
+    backend: str = "masked"  # "masked" (pure PyTorch, readable), "packed" (pure PyTorch, fast) or "minkowski"
 
     def __post_init__(self):
         if len(self.depths) != 4 or len(self.dims) != 4:

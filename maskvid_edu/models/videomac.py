@@ -126,7 +126,8 @@ class VideoMACConfig:
     """One VideoMAC pre-training model (defaults: ConvNeXtV2-S, the paper's main ConvNeXt).
 
     encoder: name from :data:`ENCODERS` (``"convnextv2_small"``, ``"mac_resnet50"``, …).
-    backend: sparse backend of the encoder, ``"masked"`` (pure PyTorch) or ``"minkowski"``.
+    backend: sparse backend of the encoder, ``"masked"`` (pure PyTorch, readable), ``"packed"``
+        (pure PyTorch, per-site layers on the visible rows only) or ``"minkowski"``.
     drop_path: stochastic depth of a ConvNeXt V2 encoder (0 in VideoMAC; ResNets have none).
     img_size: frame side the data pipeline should deliver (the CLI renders synthetic frames of this
         size); the model itself accepts any ``H, W`` that are multiples of 32.

@@ -1,7 +1,9 @@
-"""The sparse layer library: every layer a sparse ConvNet needs, on both backends.
+"""The sparse layer library: every layer a sparse ConvNet needs, on every backend.
 
 Each layer takes and returns a :class:`~maskvid_edu.sparse.map.SparseMap` (the ``masked``
-backend: a dense op on a zero-filled map, re-masked before sites mix) or a MinkowskiEngine
+backend: a dense op on a zero-filled map, re-masked before sites mix), a
+:class:`~maskvid_edu.sparse.map.PackedMap` (the ``packed`` backend: per-site layers on the
+visible rows only, spatial layers scatter → dense op → gather) or a MinkowskiEngine
 ``SparseTensor`` (its sparse kernels), with the same parameters either way. Layers that act on
 each site alone (linear, LayerNorm, activations) share :func:`per_site`; those that pool
 statistics over sites (BatchNorm, GRN, max-pooling) see visible sites only.
@@ -16,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .map import BACKENDS, SparseMap, downsample_active, remask, sparse_kind, to_sparse
+from .map import BACKENDS, PackedMap, SparseMap, downsample_active, remask, sparse_kind, to_sparse
 from .minkowski import minkowski_like, require_minkowski, torch_to_minkowski_kernel
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "SparseDropPath",
     "SparseStem",
     "per_site",
+    "set_backend",
 ]
 
 class SparseConv2d(nn.Conv2d):
@@ -48,7 +51,8 @@ class SparseConv2d(nn.Conv2d):
             ``s × s`` input block was active.
         groups, bias: as in ``nn.Conv2d``.
 
-    Input/output: :class:`SparseMap` ``(B, H, W, C)`` or MinkowskiEngine tensor ``(N, C)``.
+    Input/output: :class:`SparseMap` ``(B, H, W, C)``, :class:`PackedMap` ``(N, C)`` or
+    MinkowskiEngine tensor ``(N, C)``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -63,12 +67,30 @@ class SparseConv2d(nn.Conv2d):
         self._me_kernel_generator = None
 
     def forward(self, x):
-        if sparse_kind(x, "SparseConv2d") == "masked":
+        kind = sparse_kind(x, "SparseConv2d")
+        if kind == "masked":
             out = self._conv_forward(x.zeroed().permute(0, 3, 1, 2), self.weight, self.bias)  # (B, C', H', W')
             out = out.permute(0, 2, 3, 1)  # (B, H', W', C'); inactive outputs are left for the next mixing op
             active = downsample_active(x.active, self.stride[0], out.shape[1:3])
             return SparseMap(out, active, clean=active is None)
+        if kind == "packed":
+            return self._forward_packed(x)
         return self._forward_minkowski(x)
+
+    # -- packed path ---------------------------------------------------------------------
+    def _forward_packed(self, x: PackedMap) -> PackedMap:
+        """A 1×1 stride-1 convolution is a matrix product on the visible rows (``N·C_in·C_out``
+        multiply-adds instead of ``B·H·W·C_in·C_out``). Any other convolution scatters the rows
+        into a zeroed dense grid, runs the dense convolution (hidden inputs are zero: they add
+        nothing) and gathers the outputs at the active sites (the others are dropped)."""
+        k, s = self.kernel_size[0], self.stride[0]
+        if k == 1 and s == 1 and self.groups == 1:
+            return x.with_rows(F.linear(x.rows, self.weight[:, :, 0, 0], self.bias))  # (N, C')
+        out = self._conv_forward(x.scatter().permute(0, 3, 1, 2), self.weight, self.bias)  # (B, C', H', W')
+        out = out.permute(0, 2, 3, 1)  # (B, H', W', C'), channels last in memory like the input
+        if s == 1:
+            return x.gather(out)  # same active sites, same index
+        return PackedMap.from_grid(out, downsample_active(x.active, s, out.shape[1:3]))  # new stride, new index
 
     # -- MinkowskiEngine path ------------------------------------------------------------
     def _kernel_generator(self):
@@ -123,9 +145,13 @@ class SparseConv2d(nn.Conv2d):
 
 
 def per_site(fn: Callable[[Tensor], Tensor], x, name: str):
-    """Apply a per-site function to the feature vectors of a sparse map."""
-    if sparse_kind(x, name) == "masked":
+    """Apply a per-site function to the feature vectors of a sparse map (on the ``packed``
+    backend: to the visible rows only, which is where it saves the hidden sites' work)."""
+    kind = sparse_kind(x, name)
+    if kind == "masked":
         return x.with_features(fn(x.features))
+    if kind == "packed":
+        return x.with_rows(fn(x.rows))
     return minkowski_like(x, fn(x.F))
 
 
@@ -187,26 +213,34 @@ class SparseBatchNorm2d(nn.BatchNorm2d):
 
         if kind == "minkowski":
             return minkowski_like(x, bn(x.F))
-        if x.active is None:  # dense: exactly nn.BatchNorm2d
+        if x.active is None:  # dense: exactly nn.BatchNorm2d (packed: the rows are every site)
+            if kind == "packed":
+                return x.with_rows(bn(x.rows))
             return SparseMap(bn(x.features.permute(0, 3, 1, 2)).permute(0, 2, 3, 1), None)
-        # masked sums instead of gathering the visible rows (hidden sites hold zeros)
-        f, vis = x.zeroed(), x.active.unsqueeze(-1)  # (B, H, W, C) zero at hidden sites, (B, H, W, 1)
+        if kind == "packed":  # the visible rows (N, C): plain sums over rows
+            f, vis, dims = x.rows, None, (0,)
+        else:  # masked sums instead of gathering the visible rows (hidden sites hold zeros)
+            f, vis, dims = x.zeroed(), x.active.unsqueeze(-1), (0, 1, 2)  # (B, H, W, C), (B, H, W, 1)
+        dtype = f.dtype
         if f.dtype in (torch.float16, torch.bfloat16):  # statistics in float32, as autocast does for BN
             f = f.float()
         if use_batch_stats:
             n = x.active.sum().to(f.dtype)  # a device tensor: no host synchronisation
             torch._assert_async(n >= 2, "SparseBatchNorm2d needs at least 2 visible sites in training")
-            mean = f.sum(dim=(0, 1, 2)) / n  # (C,)
-            var = (f - mean).masked_fill(~vis, 0.0).square().sum(dim=(0, 1, 2)) / n  # (C,) biased
+            mean = f.sum(dim=dims) / n  # (C,)
+            centred = f - mean if vis is None else (f - mean).masked_fill(~vis, 0.0)
+            var = centred.square().sum(dim=dims) / n  # (C,) biased
             if self.training and running_mean is not None:
                 with torch.no_grad():
                     running_mean.mul_(1 - factor).add_(factor * mean)
                     running_var.mul_(1 - factor).add_(factor * var * n / (n - 1))  # unbiased
         else:
             mean, var = running_mean, running_var
-        y = (f - mean) * torch.rsqrt(var + self.eps)  # (B, H, W, C)
+        y = (f - mean) * torch.rsqrt(var + self.eps)  # (B, H, W, C) or (N, C)
         if self.weight is not None:
             y = y * self.weight + self.bias
+        if kind == "packed":
+            return x.with_rows(y.to(dtype))
         return x.with_features(y.to(x.features.dtype))
 
 
@@ -231,18 +265,26 @@ class SparseGRN(nn.Module):
         self.eps = eps
 
     def forward(self, x):
-        if sparse_kind(x, "SparseGRN") == "masked":
+        kind = sparse_kind(x, "SparseGRN")
+        if kind == "masked":
             f = x.zeroed()  # (B, H, W, C), zero at hidden sites
             g = torch.linalg.vector_norm(f, ord=2, dim=(1, 2), keepdim=True)  # (B, 1, 1, C)
             n = g / (g.mean(dim=-1, keepdim=True) + self.eps)  # (B, 1, 1, C)
             return x.with_features(f + self.gamma * (f * n) + self.beta)
-        f = x.F  # (N, C)
+        if kind == "packed":
+            return x.with_rows(self._rows(x.rows, x.sample(), x.grid[0]))
         b = x.C[:, 0].long()  # (N,) sample of each row
-        sumsq = f.new_zeros(int(b.max()) + 1, f.shape[1]).index_add(0, b, f * f)  # (B, C)
+        return minkowski_like(x, self._rows(x.F, b, int(b.max()) + 1))
+
+    def _rows(self, f: Tensor, b: Tensor, samples: int) -> Tensor:
+        """GRN on feature rows ``f (N, C)`` of samples ``b (N,)``: per-sample sums of squares."""
+        sumsq = f.new_zeros(samples, f.shape[1]).index_add(0, b, f * f)  # (B, C)
         nonzero = sumsq > 0
         g = torch.where(nonzero, sumsq, torch.ones_like(sumsq)).sqrt() * nonzero  # (B, C), safe gradient at 0
         n = g / (g.mean(dim=-1, keepdim=True) + self.eps)  # (B, C)
-        return minkowski_like(x, f + self.gamma * (f * n[b]) + self.beta)
+        # index_select, not n[b]: its backward is an index_add, where advanced indexing's is a
+        # much slower accumulating index_put
+        return f + self.gamma * (f * n.index_select(0, b)) + self.beta  # (N, C)
 
     def extra_repr(self) -> str:
         return f"{self.gamma.shape[0]}, eps={self.eps}"
@@ -263,7 +305,12 @@ class SparseMaxPool2d(nn.Module):
         self._me_kernel_generator = None
 
     def forward(self, x):
-        if sparse_kind(x, "SparseMaxPool2d") == "masked":
+        kind = sparse_kind(x, "SparseMaxPool2d")
+        if kind == "packed":  # scatter with -inf at hidden sites, pool densely, gather the active outputs
+            out = F.max_pool2d(x.scatter(float("-inf")).permute(0, 3, 1, 2), self.kernel_size, self.stride,
+                               self.kernel_size // 2).permute(0, 2, 3, 1)  # (B, H', W', C)
+            return PackedMap.from_grid(out, downsample_active(x.active, self.stride, out.shape[1:3]))
+        if kind == "masked":
             f = x.features
             if x.active is not None:
                 f = f.masked_fill(~x.active.unsqueeze(-1), float("-inf"))  # (B, H, W, C)
@@ -305,6 +352,9 @@ class SparseDropPath(nn.Module):
             b = x.features.shape[0]
             keep = x.features.new_empty(b, 1, 1, 1).bernoulli_(1 - self.p) / (1 - self.p)  # (B, 1, 1, 1)
             return SparseMap(x.features * keep, x.active, clean=x.clean)
+        if kind == "packed":
+            keep = x.rows.new_empty(x.grid[0], 1).bernoulli_(1 - self.p) / (1 - self.p)  # (B, 1)
+            return x.with_rows(x.rows * keep[x.sample()])
         idx = x.C[:, 0].long()
         keep = x.F.new_empty(int(idx.max()) + 1, 1).bernoulli_(1 - self.p) / (1 - self.p)  # (B, 1)
         return minkowski_like(x, x.F * keep[idx])
@@ -324,7 +374,7 @@ class SparseStem(nn.Sequential):
     Args:
         conv: the stem ``nn.Conv2d``.
         layers: sparse layers applied after it.
-        backend: ``"masked"`` or ``"minkowski"``.
+        backend: ``"masked"``, ``"packed"`` or ``"minkowski"``.
     """
 
     def __init__(self, conv: nn.Conv2d, *layers: nn.Module, backend: str = "masked"):
@@ -340,3 +390,17 @@ class SparseStem(nn.Sequential):
         for layer in modules[1:]:
             h = layer(h)
         return h
+
+
+def set_backend(model: nn.Module, backend: str) -> nn.Module:
+    """Switch every sparse stem of ``model`` (and the ``backend`` field of its configs) to
+    ``backend``, in place; the parameters are shared by all backends, so nothing else changes."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    for m in model.modules():
+        if isinstance(m, SparseStem):
+            m.backend = backend
+        config = getattr(m, "config", None)
+        if config is not None and hasattr(config, "backend"):
+            config.backend = backend
+    return model
