@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .probe import ProbeResult, check_probe_data, check_probe_settings, extract_with
+from .probe import ProbeResult, check_probe_data, check_probe_settings, extract_with, fit_minibatches
 
 __all__ = ["token_features", "extract_tokens", "AttentivePooler", "AttentiveProbeResult", "attentive_probe"]
 
@@ -218,27 +218,10 @@ def attentive_probe(
     bs = N if batch_size is None else min(batch_size, N)
     total = epochs * -(-N // bs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
-    losses = []
     pooler.train()
-    with torch.enable_grad():
-        for _ in range(epochs):
-            order = torch.randperm(N, generator=generator) if bs < N else torch.arange(N)
-            epoch_loss = 0.0
-            for start in range(0, N, bs):
-                idx = order[start : start + bs]
-                loss = F.cross_entropy(pooler(xs[idx]), train_y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                epoch_loss += loss.item() * len(idx) / N
-            losses.append(epoch_loss)
+    losses = fit_minibatches(lambda idx: F.cross_entropy(pooler(xs[idx]), train_y[idx]),
+                             opt, sched, N, bs, epochs, generator)
     pooler.eval()
     result = AttentiveProbeResult(0.0, 0.0, pooler.head.weight.detach(), pooler.head.bias.detach(), mean, std,
                                   losses, pooler=pooler)
-    train_pred = result.logits(train_x).argmax(dim=1)  # (N,)
-    test_pred = result.logits(test_x).argmax(dim=1)  # (M,)
-    result.train_accuracy = (train_pred == train_y).float().mean().item()
-    result.accuracy = (test_pred == test_y).float().mean().item()
-    result.predictions = test_pred
-    return result
+    return result.score(train_x, train_y, test_x, test_y)

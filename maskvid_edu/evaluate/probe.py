@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from ..utils import frozen, resolve_device
 
 __all__ = [
+    "fit_minibatches",
     "clip_features",
     "extract_features",
     "extract_with",
@@ -179,6 +180,39 @@ class ProbeResult:
             x = (x - self.mean) / self.std
         return x @ self.weight.T + self.bias
 
+    @torch.no_grad()
+    def score(self, train_x, train_y, test_x, test_y) -> "ProbeResult":
+        """Fill ``train_accuracy``, ``accuracy`` and ``predictions`` from the trained classifier."""
+        train_pred = self.logits(train_x).argmax(dim=1)  # (N,)
+        test_pred = self.logits(test_x).argmax(dim=1)  # (M,)
+        self.train_accuracy = (train_pred == train_y).float().mean().item()
+        self.accuracy = (test_pred == test_y).float().mean().item()
+        self.predictions = test_pred
+        return self
+
+
+def fit_minibatches(loss_of, optimizer, scheduler, num_items: int, batch_size: int, epochs: int,
+                    generator: torch.Generator) -> list[float]:
+    """The probes' training loop: ``epochs`` passes over ``num_items`` rows in mini-batches of
+    ``batch_size`` (shuffled by ``generator``; in order when one batch holds every row), one
+    optimizer and one scheduler step per batch. ``loss_of(idx)`` gives the scalar loss of the rows
+    ``idx``. Returns the mean training loss of each epoch."""
+    losses = []
+    with torch.enable_grad():
+        for _ in range(epochs):
+            order = torch.randperm(num_items, generator=generator) if batch_size < num_items else torch.arange(num_items)
+            epoch_loss = 0.0
+            for start in range(0, num_items, batch_size):
+                idx = order[start : start + batch_size]
+                loss = loss_of(idx)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                epoch_loss += loss.item() * len(idx) / num_items
+            losses.append(epoch_loss)
+    return losses
+
 
 def check_probe_data(x, y, name: str, *, tokens: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate probe inputs: features ``x (N, D)`` (``(N, L, D)`` tokens when ``tokens``) and
@@ -260,29 +294,14 @@ def linear_probe(
     steps_per_epoch = -(-N // bs)
     total = epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + torch.cos(torch.tensor(torch.pi * s / total)).item()))
-    losses = []
-    with torch.enable_grad():
-        for _ in range(epochs):
-            order = torch.randperm(N, generator=generator) if bs < N else torch.arange(N)
-            epoch_loss = 0.0
-            for start in range(0, N, bs):
-                idx = order[start : start + bs]
-                logits = xs[idx] @ weight.T + bias  # (b, K)
-                loss = F.cross_entropy(logits, train_y[idx]) + 0.5 * weight_decay * weight.pow(2).sum()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                epoch_loss += loss.item() * len(idx) / N
-            losses.append(epoch_loss)
+
+    def loss_of(idx):
+        logits = xs[idx] @ weight.T + bias  # (b, K)
+        return F.cross_entropy(logits, train_y[idx]) + 0.5 * weight_decay * weight.pow(2).sum()
+
+    losses = fit_minibatches(loss_of, opt, sched, N, bs, epochs, generator)
     result = ProbeResult(0.0, 0.0, weight.detach(), bias.detach(), mean, std, losses)
-    with torch.no_grad():
-        train_pred = result.logits(train_x).argmax(dim=1)  # (N,)
-        test_pred = result.logits(test_x).argmax(dim=1)  # (M,)
-    result.train_accuracy = (train_pred == train_y).float().mean().item()
-    result.accuracy = (test_pred == test_y).float().mean().item()
-    result.predictions = test_pred
-    return result
+    return result.score(train_x, train_y, test_x, test_y)
 
 
 # --------------------------------------------------------------------------------------------
