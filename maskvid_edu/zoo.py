@@ -67,7 +67,7 @@ from .recipes import build_dataset, check_recipe
 from .train import CHECKPOINT_NAME, METRICS_NAME, TrainConfig, Trainer, load_checkpoint
 
 __all__ = ["MAX_BYTES", "KEEP", "ZOO_DIR", "WORK_DIR", "zoo_recipes", "load_zoo_recipe", "make_trainer", "build",
-           "export", "list_zoo", "read_card", "load", "sha256_of", "format_zoo_table"]
+           "export", "list_zoo", "read_card", "fresh", "load", "sha256_of", "format_zoo_table"]
 
 MAX_BYTES = 8 * 1024 * 1024
 """Largest ``weights.pt`` the zoo commits (8 MB)."""
@@ -318,6 +318,12 @@ def list_zoo(zoo_dir: str | os.PathLike | None = None) -> list[dict]:
         rows.append({"name": name, "built": True, "steps": card["steps"], "wall_time_s": card["wall_time_s"],
                      "final_loss": card["final_loss"], "sha256": sha256_of(weights)})
     return rows
+
+
+def fresh(name: str, **overrides):
+    """The model of zoo recipe ``name`` at its initialisation (no weights loaded): the
+    random-init twin of :func:`load`, for comparisons against the trained checkpoint."""
+    return _build_model(load_zoo_recipe(name), **overrides)
 
 
 def load(name: str, *, zoo_dir: str | os.PathLike | None = None, **overrides):

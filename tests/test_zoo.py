@@ -1,5 +1,6 @@
 """The course model zoo: recipes, the export, and proof that the committed checkpoints are what
-the shipped code produces (the first 50 steps rerun bit for bit, strict loads, cards that match)."""
+the shipped code produces (the first 50 steps rerun to float32 round-off, strict loads, cards
+that match)."""
 
 import json
 
@@ -13,6 +14,9 @@ from maskvid_edu.analysis.baselines import copy_reconstruct, masked_psnr, mean_c
 RERUN_STEPS = 50
 # what a metrics record holds besides timings (which differ from run to run)
 TIMING_FIELDS = ("time", "sec_per_step")
+# A rerun on another CPU may sum a reduction in another order (SIMD width, thread split): losses
+# and gradient norms then differ in the last bits of a float32. Anything beyond this is a change.
+RERUN_REL = 1e-5
 
 BUILT = [name for name in zoo.zoo_recipes() if (zoo.ZOO_DIR / name / zoo.CARD).is_file()]
 
@@ -39,7 +43,9 @@ def test_first_steps_reproduce_committed_metrics(name, tmp_path):
     for got, want in zip(history, expected):
         got = {k: v for k, v in got.items() if k not in TIMING_FIELDS}
         want = {k: v for k, v in want.items() if k not in TIMING_FIELDS}
-        assert got == want, f"{name}: step {want['step']} differs from the committed metrics.jsonl"
+        assert got.keys() == want.keys(), f"{name}: step {want['step']} logs other fields"
+        assert got == pytest.approx(want, rel=RERUN_REL, abs=1e-9), (
+            f"{name}: step {want['step']} differs from the committed metrics.jsonl")
 
 
 @pytest.mark.parametrize("name", BUILT)

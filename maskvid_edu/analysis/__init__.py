@@ -8,6 +8,10 @@
   the sparse backends (chapter 3)
 - :mod:`~maskvid_edu.analysis.compare`            — a fair pre-training race between targets
   (chapter 5)
+- :mod:`~maskvid_edu.analysis.data_efficiency`    — fine-tuning from a zoo encoder against random
+  init over labelled-set sizes and seeds, frozen-feature probes of both (chapter 6)
+- :mod:`~maskvid_edu.analysis.heldout`            — held-out clips and the reconstruction claim
+  against its baselines (the zoo, chapter 2)
 - :mod:`~maskvid_edu.analysis.stats`              — the one statistics helper: 95 % intervals
 
 Import the modules by name (``from maskvid_edu.analysis import reconstruct``).

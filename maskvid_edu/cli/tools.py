@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import weights, zoo
+from .. import utils, weights, zoo
 from ..launch import format_plan, plan_launch, sbatch_script, torchrun_command
 from ..measure.bench import BENCH_PARTS, bench_rows, format_bench_table
 from ..recipes import shipped_recipes
@@ -147,12 +147,34 @@ def _zoo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.zoo_command == "build":
             for name in args.names or zoo.zoo_recipes():
                 print(f"zoo: building {name} → {zoo.build(name, resume=not args.restart)}", flush=True)
+        elif args.zoo_command == "finetune":
+            _zoo_finetune(args)
         else:
             print(zoo.format_zoo_table())
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _zoo_finetune(args: argparse.Namespace) -> None:
+    """Fine-tune zoo encoder ``args.name`` against its random-init twin (the data-efficiency grid)."""
+    from ..analysis import data_efficiency
+
+    recipe = zoo.load_zoo_recipe(args.name)  # an unknown name fails here, before anything trains
+    if not (zoo.ZOO_DIR / args.name / "weights.pt").is_file():
+        raise FileNotFoundError(f"zoo encoder {args.name!r} is not built: run `maskvid-edu zoo build {args.name}` first")
+    for size in args.sizes:
+        utils.positive_int(size, "--sizes")
+
+    def encoder(init: str):
+        return (zoo.load(args.name) if init == "pretrained" else zoo.fresh(args.name)).encoder
+
+    out = Path(args.out) if args.out else zoo.ZOO_DIR / args.name / "finetune.jsonl"
+    records = data_efficiency.run_grid(encoder, out, sizes=args.sizes, seeds=args.seeds, inits=args.inits,
+                                       steps=args.steps)
+    print(f"{len(records)} records in {out} ({recipe['model']} pre-trained by zoo recipe {args.name})")
+    print(data_efficiency.format_summary(data_efficiency.summarise(records)))
 
 
 def add_zoo(sub) -> None:
@@ -164,6 +186,16 @@ def add_zoo(sub) -> None:
     b.add_argument("names", nargs="*", help="recipes to build (default: all)")
     b.add_argument("--restart", action="store_true", help="start afresh instead of resuming a checkpoint")
     zsub.add_parser("list", help="every recipe with its steps, wall time, final loss and sha256")
+    f = zsub.add_parser("finetune", help="fine-tune a zoo encoder and its random-init twin over labelled-set sizes and seeds",
+                        description="VideoMAE's data-efficiency experiment (maskvid_edu.analysis.data_efficiency): "
+                                    "one fine-tuning run per (init, labelled clips, seed), resumable; records go to "
+                                    "data/zoo/NAME/finetune.jsonl.")
+    f.add_argument("name", help="a built zoo recipe with an encoder (e.g. videomae_tube90)")
+    f.add_argument("--sizes", type=int, nargs="+", default=[32, 128, 512], help="labelled clips per run (default: 32 128 512)")
+    f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="run seeds (default: 0 1 2)")
+    f.add_argument("--inits", nargs="+", choices=["pretrained", "random"], default=["pretrained", "random"])
+    f.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: the experiment's 400)")
+    f.add_argument("--out", default=None, help="records file (default: data/zoo/NAME/finetune.jsonl)")
     p.set_defaults(func=_zoo, parser=p)
 # -- weights: the published checkpoints (maskvid_edu.weights) -----------------------------
 

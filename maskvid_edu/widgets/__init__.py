@@ -27,6 +27,7 @@ One module per explorer family; ``from maskvid_edu import widgets`` gives them a
 ``ema``            EMA momentum schedules, VideoMAC's loss terms and pair reconstructions (chapter 4)
 ``motion``         RGB-difference targets and probe accuracy over training (chapter 5)
 ``propagation``    propagated instance masks over a sequence (chapter 6)
+``results``        accuracy against labelled clips, with intervals (chapter 6)
 ``block_flow``     multi-block vs tube masks, flow-guided masks on a moving clip (chapter 8)
 =================  ==========================================================================
 """
@@ -66,6 +67,7 @@ from .motion import (
     still_map,
 )
 from .propagation import PROPAGATION_NOTE, frame_jaccard, overlay_ids, propagation_viewer, render_propagation
+from .results import EFFICIENCY_NOTE, render_data_efficiency
 from .reconstruction import (
     PATTERN_NOTE,
     RECON_COLUMNS,
@@ -130,6 +132,9 @@ __all__ = [
     "frame_jaccard",
     "render_propagation",
     "propagation_viewer",
+    # results with intervals (chapter 6)
+    "EFFICIENCY_NOTE",
+    "render_data_efficiency",
     # multi-block and flow-guided masks (chapter 8)
     "render_mask_rows",
     "render_flow_guided",
