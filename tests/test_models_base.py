@@ -86,7 +86,7 @@ def test_unknown_mask_type_names_the_choices():
     with pytest.raises(ValueError, match="running_cell"):
         model.expected_mask_count((4, 4, 4))
     for config in (VideoMAEConfig, MAM2Config):
-        with pytest.raises(ValueError, match="mask_type must be 'tube' or 'random', got 'frames'"):
+        with pytest.raises(ValueError, match="mask_type must be 'tube', 'random' or 'frame', got 'frames'"):
             config(mask_type="frames")
 
 

@@ -49,8 +49,9 @@ __all__ = [
     "check_mask_batch",
 ]
 
-#: Encoder masks the ViT methods draw: VideoMAE's tube mask and the random-token ablation.
-MASK_TYPES: tuple[str, ...] = ("tube", "random")
+#: Encoder masks the ViT methods draw: VideoMAE's tube mask and its two ablations, random tokens
+#: and whole frames.
+MASK_TYPES: tuple[str, ...] = ("tube", "random", "frame")
 
 
 class PretrainModel(nn.Module):
@@ -127,7 +128,9 @@ def check_mask_fields(config, mask_types: tuple[str, ...] = MASK_TYPES) -> None:
     if not 0.0 < config.mask_ratio < 1.0:
         raise ValueError(f"mask_ratio must be in (0, 1), got {config.mask_ratio!r}")
     if config.mask_type not in mask_types:
-        raise ValueError(f"mask_type must be {' or '.join(map(repr, mask_types))}, got {config.mask_type!r}")
+        names = [repr(t) for t in mask_types]
+        choices = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+        raise ValueError(f"mask_type must be {choices}, got {config.mask_type!r}")
 
 
 def check_video(video) -> None:

@@ -133,7 +133,7 @@ class MAM2Config(EncoderFields):
     clip_frames: ``"plus_one"`` (the video has ``T+1`` frames) or ``"exact"`` (``T`` frames and
         the ``border`` rule, ``"repeat"`` or ``"zero"``, for the last difference).
     w_appearance, w_motion, w_align: loss weights (``w_align > 0`` adds CAE's alignment term).
-    mask_ratio, mask_type: the encoder mask, ``"tube"`` at 0.9 (or ``"random"``).
+    mask_ratio, mask_type: the encoder mask, ``"tube"`` at 0.9 (or ``"random"``, ``"frame"``).
     """
 
     regressor_depth: int = 4

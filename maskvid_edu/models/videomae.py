@@ -65,7 +65,8 @@ class VideoMAEConfig(EncoderFields):
 
     decoder_dim, decoder_depth, decoder_heads: the decoder (B: 384, 4, 6).
     mask_ratio: share of tokens hidden from the encoder (0.9; 0.75 on UCF101).
-    mask_type: ``"tube"`` (VideoMAE) or ``"random"`` (the ablation).
+    mask_type: ``"tube"`` (VideoMAE), or ``"random"`` / ``"frame"`` (the paper's ablations; a
+        frame mask hides ``floor(mask_ratio·t)`` whole temporal slots).
     decoder_mask_ratio: VideoMAE V2's running-cell decoder mask; 0 = off (VideoMAE), 0.5 in V2.
     normalization: the target, ``"videomae"`` (per patch and channel, the default),
         ``"mae"`` (per patch) or ``"none"`` (raw [0, 1] pixels).
@@ -112,8 +113,8 @@ class VideoMAEDecoder(nn.Module):
 class VideoMAE(PretrainModel):
     """VideoMAE pre-training model: ``model(video, mask) -> PretrainOutput``.
 
-    The encoder mask is ``config.mask_type`` (tube, or random) at ``config.mask_ratio`` over the
-    token grid (:class:`~maskvid_edu.models.base.PretrainModel`). ``model.encoder`` is a
+    The encoder mask is ``config.mask_type`` (tube, random or frame) at ``config.mask_ratio`` over
+    the token grid (:class:`~maskvid_edu.models.base.PretrainModel`). ``model.encoder`` is a
     standalone :class:`~maskvid_edu.models.vit.VisionTransformer`: ``model.encoder(video)`` gives
     features of all tokens for downstream use.
     """
