@@ -55,7 +55,7 @@ from .stats import Estimate, bootstrap_ci, mean_ci, paired_difference, verdict
 __all__ = [
     "TASK", "TEST_SEED", "TEST_CLIPS", "LABELLED_SEED", "FINETUNE", "CLASSIFIER", "INITS",
     "task_clips", "finetune_once", "read_records", "run_grid", "summarise", "format_summary",
-    "frozen_scores", "format_frozen", "compare_starts",
+    "fit_warnings", "FIT_FRACTION", "frozen_scores", "format_frozen", "compare_starts",
 ]
 
 TASK = dict(num_frames=8, size=64, num_classes=4, translation=(0.45, 0.6), distractor_prob=0.0)
