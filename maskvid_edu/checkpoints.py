@@ -11,12 +11,29 @@ official pre-training ``encoder.patch_embed.*``, ``encoder.blocks.*``, ``decoder
 official fine-tuned   ``patch_embed.*``, ``blocks.*``, ``fc_norm.*``, ``head.*`` (a bare encoder)
 transformers          ``videomae.embeddings.patch_embeddings.projection.*``,
                       ``videomae.encoder.layer.N.attention.attention.{query,key,value}.weight``
-                      (+ ``q_bias``, ``v_bias``), ``decoder.decoder_layers.N.*``; also a bare
-                      ``VideoMAEModel`` (no ``videomae.`` prefix) and ``…ForVideoClassification``
+                      (+ the query and value biases, in either layout below),
+                      ``decoder.decoder_layers.N.*``; also a bare ``VideoMAEModel`` (no
+                      ``videomae.`` prefix) and ``…ForVideoClassification``
 ====================  ===========================================================================
 
 transformers keeps ``query``, ``key`` and ``value`` as three Linears; ours (and the official
-code) one ``qkv`` Linear whose weight is the three stacked in that order. Training checkpoints
+code) one ``qkv`` Linear whose weight is the three stacked in that order. VideoMAE learns a
+query and a value bias but no key bias, and transformers has stored these two biases in two
+ways (``BIAS_LAYOUTS``):
+
+``"q_bias"``  separate parameters ``attention.attention.q_bias`` and ``….v_bias`` beside three
+              bias-free Linears: the model of transformers 4 up to 5.5, the published
+              checkpoints (``MCG-NJU/videomae-*``), and what ``save_pretrained`` writes to disk
+              from 5.18 on (it renames the biases back).
+``"linear"``  the biases of the ``query`` and ``value`` Linears, ``….query.bias`` and
+              ``….value.bias`` (the ``key`` Linear has none): the model of transformers 5.18
+              and later, in memory (``state_dict()``).
+
+(transformers 5.6 to 5.17 gave all three Linears a bias, a key bias included, and renamed
+nothing; their files are not read here: a key bias is reported as unexpected.)
+
+Both are read; :func:`to_transformers` writes the layout of the installed transformers (see
+:func:`transformers_bias_layout`) unless told which. Training checkpoints
 wrap the weights (``{"model": …}``, ``{"module": …}``, ``{"state_dict": …}``, keys prefixed
 ``module.``); the wrapping is removed first.
 
@@ -30,6 +47,7 @@ grid, it is interpolated to the model's (space bicubic, time linear), with one l
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import math
 import os
@@ -51,6 +69,8 @@ __all__ = [
     "detect_format",
     "to_official",
     "to_transformers",
+    "transformers_bias_layout",
+    "BIAS_LAYOUTS",
     "read_state_dict",
     "check_finite",
     "is_sinusoid",
@@ -66,8 +86,6 @@ FORMATS = ("official_pretrain", "official_finetune", "transformers")
 _HF_BLOCK = {
     "norm1.weight": "layernorm_before.weight",
     "norm1.bias": "layernorm_before.bias",
-    "attn.q_bias": "attention.attention.q_bias",
-    "attn.v_bias": "attention.attention.v_bias",
     "attn.proj.weight": "attention.output.dense.weight",
     "attn.proj.bias": "attention.output.dense.bias",
     "norm2.weight": "layernorm_after.weight",
@@ -78,6 +96,13 @@ _HF_BLOCK = {
     "mlp.fc2.bias": "output.dense.bias",
 }
 _HF_QKV = ("attention.attention.query.weight", "attention.attention.key.weight", "attention.attention.value.weight")
+# the query and value biases of one block (ours: attn.q_bias, attn.v_bias) in transformers' two layouts
+_HF_QV_BIAS = {
+    "q_bias": ("attention.attention.q_bias", "attention.attention.v_bias"),
+    "linear": ("attention.attention.query.bias", "attention.attention.value.bias"),
+}
+BIAS_LAYOUTS = tuple(_HF_QV_BIAS)
+_OUR_QV_BIAS = ("attn.q_bias", "attn.v_bias")
 # outside the blocks: ours (canonical) ← transformers (without the "videomae." prefix for the encoder)
 _HF_OTHER = {
     "encoder.pos_embed": "embeddings.position_embeddings",
@@ -244,6 +269,8 @@ def _from_transformers(sd: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
     reverse_top = {hf: ours for ours, hf in _HF_TOP.items()}
     reverse_other = {hf: ours for ours, hf in _HF_OTHER.items()}
     reverse_block = {hf: ours for ours, hf in _HF_BLOCK.items()}
+    reverse_bias = {hf: ours for names in _HF_QV_BIAS.values() for ours, hf in zip(_OUR_QV_BIAS, names)}
+    bias_source: dict[str, str] = {}  # our bias name -> the checkpoint key it came from
     for key, value in sd.items():
         bare = key[len("videomae."):] if key.startswith("videomae.") else key
         m = re.match(r"^(encoder\.layer|decoder\.decoder_layers)\.(\d+)\.(.+)$", bare)
@@ -254,6 +281,15 @@ def _from_transformers(sd: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
                 qkv.setdefault(prefix + "attn.qkv.weight", {})[_HF_QKV.index(m.group(3))] = value
             elif m.group(3) in reverse_block:
                 out[prefix + reverse_block[m.group(3)]] = value
+            elif m.group(3) in reverse_bias:  # q_bias / v_bias, or query.bias / value.bias
+                name = prefix + reverse_bias[m.group(3)]
+                if name in bias_source:
+                    raise ValueError(
+                        f"transformers checkpoint holds the same bias twice, as {bias_source[name]!r} and {key!r}: "
+                        f"expected one layout of the query/value biases ({' or '.join(BIAS_LAYOUTS)}), not both"
+                    )
+                bias_source[name] = key
+                out[name] = value
             else:
                 unknown[key] = value
         elif bare in reverse_other:
@@ -446,14 +482,54 @@ def to_official(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def to_transformers(model: nn.Module) -> dict[str, torch.Tensor]:
+@functools.lru_cache(maxsize=None)
+def transformers_bias_layout() -> str:
+    """How the installed transformers keeps VideoMAE's query and value biases: ``"q_bias"``
+    (separate ``q_bias`` / ``v_bias`` parameters) or ``"linear"`` (``query.bias`` /
+    ``value.bias``), one of ``BIAS_LAYOUTS``.
+
+    The answer is read from the model itself, not from the version number: one attention layer
+    of width 8 is built and its parameter names looked at. The change came within 5.x (5.5
+    still had ``q_bias``, 5.18 has ``"linear"``), so a major-version test would get it wrong.
+
+    Raises ``ModuleNotFoundError`` if transformers is not installed, ``RuntimeError`` if its
+    attention layer has neither layout.
+    """
+    try:
+        from transformers import VideoMAEConfig
+        from transformers.models.videomae.modeling_videomae import VideoMAESelfAttention
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            "transformers is not installed, so its VideoMAE bias layout cannot be read: install it "
+            f"or pass bias_layout= (one of {BIAS_LAYOUTS})"
+        ) from err
+    names = set(VideoMAESelfAttention(VideoMAEConfig(hidden_size=8, num_attention_heads=1)).state_dict())
+    biases = {n for n in names if n.endswith("bias")}
+    for layout, pair in _HF_QV_BIAS.items():
+        if biases == {hf.removeprefix("attention.attention.") for hf in pair}:
+            return layout
+    raise RuntimeError(f"transformers' VideoMAESelfAttention has the biases {sorted(biases)}: neither of the "
+                       f"known query/value bias layouts {dict(_HF_QV_BIAS)}")
+
+
+def to_transformers(model: nn.Module, bias_layout: str | None = None) -> dict[str, torch.Tensor]:
     """Our weights in transformers' layout: ``VideoMAEForPreTraining`` for a :class:`VideoMAE`;
     ``VideoMAEModel`` for an encoder without head, ``VideoMAEForVideoClassification`` with one.
+
+    bias_layout: how the query and value biases are named, ``"q_bias"`` or ``"linear"`` (see
+        the module docstring); default: the installed transformers' own
+        (:func:`transformers_bias_layout`), so that its ``load_state_dict(…, strict=True)``
+        takes the result.
 
     transformers' VideoMAE has no layer scale, so a model with ``layer_scale_init`` is refused.
     The transformers config must match (``use_mean_pooling=False`` for pre-training,
     ``layer_norm_eps`` equal to ours).
     """
+    if bias_layout is None:
+        bias_layout = transformers_bias_layout()
+    if bias_layout not in _HF_QV_BIAS:
+        raise ValueError(f"bias_layout must be one of {BIAS_LAYOUTS}, got {bias_layout!r}")
+    block = {**_HF_BLOCK, **dict(zip(_OUR_QV_BIAS, _HF_QV_BIAS[bias_layout]))}
     if isinstance(model, VideoMAE):
         sd, enc_prefix = {k: v for k, v in model.state_dict().items()}, "videomae."
     elif isinstance(model, VisionTransformer):
@@ -472,8 +548,8 @@ def to_transformers(model: nn.Module) -> dict[str, torch.Tensor]:
             if m.group(3) == "attn.qkv.weight":
                 for name, part in zip(_HF_QKV, value.chunk(3, dim=0)):
                     out[hf_prefix + name] = part.clone()
-            elif m.group(3) in _HF_BLOCK:
-                out[hf_prefix + _HF_BLOCK[m.group(3)]] = value
+            elif m.group(3) in block:
+                out[hf_prefix + block[m.group(3)]] = value
             else:
                 raise ValueError(f"{key} has no transformers equivalent (transformers' VideoMAE has no layer scale)")
         elif key in _HF_OTHER:

@@ -113,6 +113,12 @@ def describe_checkpoint(state: dict[str, torch.Tensor]) -> dict:
     return {"kind": kind, "model": f"videomae_vit_{size}", "fields": fields}
 
 
+def _qv_bias(config: dict) -> bool:
+    """Whether a transformers VideoMAE ``config.json`` learns query and value biases: the field
+    is ``qkv_bias`` up to transformers 5.17 and ``qv_bias`` from 5.18 on (default: True)."""
+    return bool(config.get("qv_bias", config.get("qkv_bias", True)))
+
+
 def _read_transformers_folder(folder: Path) -> tuple[dict, dict]:
     """A folder written by transformers' ``save_pretrained``: its state dict and what to build."""
     config_file = folder / "config.json"
@@ -132,7 +138,7 @@ def _read_transformers_folder(folder: Path) -> tuple[dict, dict]:
     fields = dict(img_size=config["image_size"], num_frames=config["num_frames"], tubelet=config["tubelet_size"],
                   patch=config["patch_size"], in_chans=config.get("num_channels", 3), dim=dim,
                   depth=config["num_hidden_layers"], heads=config["num_attention_heads"],
-                  mlp_ratio=config["intermediate_size"] / dim, qkv_bias=config.get("qkv_bias", True),
+                  mlp_ratio=config["intermediate_size"] / dim, qkv_bias=_qv_bias(config),
                   ln_eps=config.get("layer_norm_eps", 1e-12))
     pretrain = any("PreTraining" in a for a in config.get("architectures") or ()) or any(k.startswith("decoder.") for k in state)
     if pretrain:

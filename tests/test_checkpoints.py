@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from maskvid_edu.checkpoints import (
+    BIAS_LAYOUTS,
     LoadReport,
     detect_format,
     load_videomae,
@@ -18,6 +19,7 @@ from maskvid_edu.checkpoints import (
     save_checkpoint,
     to_official,
     to_transformers,
+    transformers_bias_layout,
 )
 from maskvid_edu.models import create
 from maskvid_edu.models.videomae import VideoMAE, VideoMAEConfig
@@ -114,6 +116,74 @@ def test_transformers_encoder_and_export_round_trip():
     with torch.no_grad():
         ref = hf.videomae(video.transpose(1, 2)).last_hidden_state
         assert (encoder(video) - ref).abs().max() <= ATOL
+
+
+# The two names transformers has used for a block's query / value biases, written out here (not
+# taken from maskvid_edu) so that the tests check the converter against the libraries themselves:
+# transformers 4.57 VideoMAESelfAttention: self.q_bias = nn.Parameter(...), self.v_bias = ...
+# transformers 5.24 VideoMAESelfAttention: self.query = nn.Linear(..., bias=config.qv_bias), same for value
+V4_BIASES = ("attention.attention.q_bias", "attention.attention.v_bias")
+V5_BIASES = ("attention.attention.query.bias", "attention.attention.value.bias")
+
+
+def in_bias_layout(state_dict, names):
+    """``state_dict`` with its query / value biases renamed to ``names`` (either layout in)."""
+    out = {}
+    for key, value in state_dict.items():
+        for old in V4_BIASES + V5_BIASES:
+            if key.endswith(old):
+                key = key[: -len(old)] + names[(V4_BIASES + V5_BIASES).index(old) % 2]
+        out[key] = value
+    return out
+
+
+def test_the_installed_transformers_layout_is_recognised():
+    hf = random_hf(small())
+    names = set(hf.state_dict())
+    layout = transformers_bias_layout()
+    assert layout in BIAS_LAYOUTS
+    expected = V4_BIASES if layout == "q_bias" else V5_BIASES
+    assert {f"videomae.encoder.layer.0.{n}" for n in expected} <= names
+    assert not any(k.endswith("attention.attention.key.bias") for k in names)
+
+
+@pytest.mark.parametrize("names", [V4_BIASES, V5_BIASES], ids=["transformers4", "transformers5"])
+def test_both_bias_layouts_load_strictly_with_equal_predictions(names):
+    config = small()
+    hf = random_hf(config)
+    state = in_bias_layout(hf.state_dict(), names)
+    assert sum(k.endswith(names) for k in state) == 2 * (config.depth + config.decoder_depth)
+    ours = VideoMAE(config).eval()
+    report = load_videomae(ours, state, strict=True)
+    assert report.format == "transformers" and not report.missing and not report.unexpected
+    for ours_name, hf_name in (("encoder.blocks.1.attn.q_bias", "videomae.encoder.layer.1." + names[0]),
+                               ("decoder.blocks.0.attn.v_bias", "decoder.decoder_layers.0." + names[1])):
+        assert torch.equal(ours.state_dict()[ours_name], state[hf_name])
+    video, mask = video_and_mask(config)
+    with torch.no_grad():
+        assert (ours(video, mask).pred - hf(video.transpose(1, 2), bool_masked_pos=mask).logits).abs().max() <= ATOL
+
+
+def test_a_checkpoint_with_both_bias_layouts_is_refused():
+    state = random_hf(small()).state_dict()
+    doubled = {**in_bias_layout(state, V4_BIASES), **in_bias_layout(state, V5_BIASES)}
+    with pytest.raises(ValueError, match="same bias twice.*q_bias.*linear"):
+        load_videomae(VideoMAE(small()), doubled)
+
+
+def test_export_in_each_bias_layout():
+    config = small()
+    hf = random_hf(config)
+    ours = VideoMAE(config)
+    load_videomae(ours, hf.state_dict())
+    for layout, names in (("q_bias", V4_BIASES), ("linear", V5_BIASES)):
+        exported = to_transformers(ours, bias_layout=layout)
+        reference = in_bias_layout(hf.state_dict(), names)
+        assert exported.keys() == reference.keys(), layout
+        assert all(torch.equal(exported[k], v) for k, v in reference.items()), layout
+    hf.load_state_dict(to_transformers(ours), strict=True)  # default: the installed layout
+    with pytest.raises(ValueError, match="bias_layout must be one of .*'qkv'"):
+        to_transformers(ours, bias_layout="qkv")
 
 
 def test_official_round_trip_and_wrappers(tmp_path):

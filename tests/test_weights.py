@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import json
 import logging
 import urllib.error
 
@@ -97,11 +98,12 @@ def small(**kw):
     return VideoMAEConfig(**{**base, **kw})
 
 
-def test_transformers_folder_matches_the_converter(tmp_path):
+@pytest.mark.parametrize("qkv_bias", [True, False])
+def test_transformers_folder_matches_the_converter(tmp_path, qkv_bias):
     transformers = pytest.importorskip("transformers")
     from maskvid_edu.measure.bench import transformers_config
 
-    config = small()
+    config = small(qkv_bias=qkv_bias)
     torch.manual_seed(0)
     hf = transformers.VideoMAEForPreTraining(transformers_config(config))
     hf.save_pretrained(tmp_path / "hf")
@@ -112,6 +114,38 @@ def test_transformers_folder_matches_the_converter(tmp_path):
     mask = reference.make_mask(video, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.allclose(ours(video, mask).pred, reference(video, mask).pred, atol=1e-6)
+
+
+def test_a_transformers4_folder_loads_strictly(tmp_path):
+    """A folder as transformers 4 writes it: ``q_bias`` / ``v_bias`` parameters and ``qkv_bias`` in
+    config.json (transformers 5.18+ writes ``qv_bias``), here with the biases switched off."""
+    transformers = pytest.importorskip("transformers")
+    from safetensors.torch import load_file, save_file
+
+    from maskvid_edu.measure.bench import transformers_config
+
+    for qv_bias in (True, False):
+        config = small(qkv_bias=qv_bias)
+        torch.manual_seed(0)
+        hf = transformers.VideoMAEForPreTraining(transformers_config(config))
+        folder = tmp_path / f"hf_{qv_bias}"
+        hf.save_pretrained(folder)
+        state = {k.replace(".attention.attention.query.bias", ".attention.attention.q_bias")
+                  .replace(".attention.attention.value.bias", ".attention.attention.v_bias"): v
+                 for k, v in load_file(str(folder / "model.safetensors")).items()}
+        assert sum(k.endswith(("attention.q_bias", "attention.v_bias")) for k in state) == (8 if qv_bias else 0)
+        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        hf_config = json.loads((folder / "config.json").read_text())
+        hf_config.pop("qv_bias", None)
+        hf_config["qkv_bias"] = qv_bias
+        (folder / "config.json").write_text(json.dumps(hf_config))
+        ours = from_pretrained(folder).eval()  # strict: every weight placed, none left over
+        assert (ours.encoder.blocks[0].attn.q_bias is not None) == qv_bias
+        video = torch.randn(2, 3, 4, 32, 32)
+        mask = ours.make_mask(video, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            ref = hf.eval()(video.transpose(1, 2), bool_masked_pos=mask).logits
+            assert (ours(video, mask).pred - ref).abs().max() <= 1e-5
 
 
 def test_transformers_classification_folder(tmp_path):
