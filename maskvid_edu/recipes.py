@@ -32,6 +32,7 @@ from .data.augment import ClipAugment
 from .data.datasets import VideoDataset
 from .data.lists import check_labels
 from .data.synthetic import SyntheticConfig, SyntheticVideoDataset
+from .data.wrappers import FramePairs
 from .models import list_models
 from .tokenizers import TamingVQGANEncoder
 from .train import TrainConfig, load_checkpoint
@@ -353,12 +354,21 @@ def build_real_dataset(data: dict, model, seed: int):
 
 def build_dataset(data: dict, model, seed: int):
     """The dataset named by a recipe's ``data`` section: ``synthetic``, or a list file / folder
-    of real videos (:func:`build_real_dataset`)."""
+    of real videos (:func:`build_real_dataset`).
+
+    Synthetic ``data`` takes :class:`~maskvid_edu.data.synthetic.SyntheticConfig`'s fields
+    (``num_frames`` and ``size`` default to the model's input) and ``pair_gap``: render clips
+    of ``num_frames`` and give the model two frames ``pair_gap`` apart of each, at a new random
+    position every epoch (:class:`~maskvid_edu.data.wrappers.FramePairs`; VideoMAC's adjacent
+    frames, where a 2-frame clip would span the whole motion)."""
     if data["source"] not in DATA_SOURCES:
         return build_real_dataset(data, model, seed)
 
     fields = {f.name for f in dataclasses.fields(SyntheticConfig)}
-    options = {k: v for k, v in data.items() if k != "source"}
+    options = {k: v for k, v in data.items() if k not in ("source", "pair_gap")}
+    pair_gap = data.get("pair_gap")
+    if pair_gap is not None and (isinstance(pair_gap, bool) or not isinstance(pair_gap, int) or pair_gap < 1):
+        raise ValueError(f"data: pair_gap must be a positive int (frames between the two of a pair), got {pair_gap!r}")
     unknown = sorted(set(options) - fields)
     if unknown:
         raise ValueError(f"data: unknown synthetic dataset field(s) {unknown}; valid fields: {sorted(fields)}")
@@ -370,7 +380,10 @@ def build_dataset(data: dict, model, seed: int):
         options.setdefault("num_frames", frames)
         options.setdefault("size", size)
     options.setdefault("seed", seed)
-    return SyntheticVideoDataset(SyntheticConfig(**options))
+    dataset = SyntheticVideoDataset(SyntheticConfig(**options))
+    if pair_gap is not None:  # VideoMAC: two frames pair_gap apart of each longer clip, a new t each epoch
+        return FramePairs(dataset, gap=pair_gap, keys=("video",))
+    return dataset
 
 
 # --------------------------------------------------------------------------------------------

@@ -241,6 +241,27 @@ def test_full_size_recipe_with_a_real_list_builds_a_video_dataset(tmp_path):
     assert tuple(item["video"].shape) == (3, 16, 224, 224)
 
 
+def test_synthetic_pair_gap_gives_two_adjacent_frames_of_longer_clips():
+    from maskvid_edu.data.synthetic import SyntheticConfig, SyntheticVideoDataset
+    from maskvid_edu.data.wrappers import FramePairs
+    from maskvid_edu.models import create
+    from maskvid_edu.recipes import build_dataset
+
+    model = create("videomac_convnextv2_demo")
+    data = {"source": "synthetic", "num_samples": 4, "num_frames": 8, "size": 64, "pair_gap": 2}
+    dataset = build_dataset(data, model, seed=3)
+    assert isinstance(dataset, FramePairs) and dataset.gap == 2 and len(dataset) == 4
+    item = dataset[1]
+    assert tuple(item["video"].shape) == (3, 2, 64, 64) and set(item) == {"video", "frame_indices"}
+    t = int(item["frame_indices"][0])
+    assert int(item["frame_indices"][1]) == t + 2
+    clip = SyntheticVideoDataset(SyntheticConfig(num_frames=8, size=64, num_samples=4, seed=3))[1]["video"]
+    torch.testing.assert_close(item["video"], clip[:, [t, t + 2]], rtol=0, atol=0)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="pair_gap"):
+            build_dataset({**data, "pair_gap": bad}, model, seed=3)
+
+
 @pytest.mark.slow
 def test_pretrain_mam2_with_a_vqgan_checkpoint_trains_on_codes(tmp_path):
     import json

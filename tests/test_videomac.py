@@ -156,6 +156,29 @@ def test_hidden_patches_of_the_encoder_output_are_exactly_zero(name):
         assert (z.permute(0, 2, 3, 1)[~hidden].abs().sum(-1) > 0).all(), key
 
 
+@pytest.mark.parametrize("name", DEMOS)
+def test_dense_encoder_input_zeroes_hidden_pixels_and_fills_hidden_cells(name):
+    # encoder_input="dense": the ablation of a dense ConvNet on a zero-filled frame. What is
+    # under a hidden patch cannot matter (it is zeroed), yet the hidden cells of the features
+    # are no longer empty, and the same weights give other numbers than the sparse encoder.
+    sparse_model = _model(name)
+    dense_model = _model(name, encoder_input="dense")
+    dense_model.load_state_dict(sparse_model.state_dict())  # same parameters, same names
+    video = _video(B=2, H=96, W=96)
+    mask = dense_model.make_mask(video, generator=torch.Generator().manual_seed(0))
+    hidden = sparse.upsample_mask(mask[:, :9], (3, 3), 32)  # (B, 96, 96), frame 1
+    noisy = video.clone()
+    noisy[:, :, 0][hidden.unsqueeze(1).expand(-1, 3, -1, -1)] = 7.0  # only hidden pixels change
+    out, out_noisy = dense_model(video, mask), dense_model(noisy, mask)
+    torch.testing.assert_close(out.extras["latent"], out_noisy.extras["latent"], rtol=0, atol=0)
+    z = out.extras["latent"].permute(0, 2, 3, 1)  # (B, 3, 3, C)
+    assert (z[mask[:, :9].view(2, 3, 3)].abs().sum(-1) > 0).all()
+    assert not torch.allclose(out.extras["latent"], sparse_model(video, mask).extras["latent"])
+    assert dense_model.target.module.dense  # the EMA copy runs the same way
+    with pytest.raises(ValueError, match="encoder_input"):
+        VideoMACConfig(encoder_input="zeros")
+
+
 def test_target_gets_no_gradient_and_loss_target_has_no_gradient_path():
     model = _model(gamma=1.0)
     video = _video()

@@ -95,7 +95,7 @@ from ..data.transforms import denormalize
 from ..ema import EMATarget, cosine_momentum, cosine_momentum_per_epoch_buggy
 from ..masking import check_mask, masked_tokens
 from ..patches import NORMALIZATIONS, denormalize_patches, normalize_patches, patchify, unpatchify
-from ..sparse import BACKENDS, to_dense, to_sparse
+from ..sparse import BACKENDS, to_dense, to_sparse, upsample_mask
 from .base import PretrainModel, check_mask_batch, check_positive_ints, check_video
 from .convnextv2 import CONVNEXTV2_SIZES, MASK_PATCH, Block, build_convnextv2
 from .output import PretrainOutput
@@ -109,6 +109,7 @@ __all__ = [
     "VideoMACBranch",
     "build_encoder",
     "ENCODERS",
+    "ENCODER_INPUTS",
     "MOMENTUM_SCHEDULES",
     "pair_reconstruction",
 ]
@@ -116,6 +117,9 @@ __all__ = [
 #: Encoder names accepted by :class:`VideoMACConfig`: ``convnextv2_<size>`` and the ResNets of
 #: :mod:`maskvid_edu.models.resnet` (``mac_*``: VideoMAC's LN/GELU ResNets; ``resnet50_bn``:
 #: torchvision's BatchNorm layout).
+#: How the encoder sees a masked frame: sparse (VideoMAC) or dense with zeros (the ablation).
+ENCODER_INPUTS = ("sparse", "dense")
+
 ENCODERS: tuple[str, ...] = tuple(f"convnextv2_{s}" for s in CONVNEXTV2_SIZES) + tuple(RESNET_SIZES)
 MOMENTUM_SCHEDULES = ("cosine", "fixed", "per_epoch_buggy")
 TARGET_SPACES = ("pixels", "input")
@@ -128,6 +132,11 @@ class VideoMACConfig:
     encoder: name from :data:`ENCODERS` (``"convnextv2_small"``, ``"mac_resnet50"``, …).
     backend: sparse backend of the encoder, ``"masked"`` (pure PyTorch, readable), ``"packed"``
         (pure PyTorch, per-site layers on the visible rows only) or ``"minkowski"``.
+    encoder_input: ``"sparse"`` (VideoMAC: the encoder computes visible sites only, hidden
+        patches stay empty in every layer) or ``"dense"`` (the ablation of ConvNeXt V2's Table 1:
+        hidden patches are set to zero in the normalised input — the dataset's mean colour — and
+        the encoder runs as an ordinary dense ConvNet, so its convolutions spread visible
+        content into the hidden cells, the "mask dissipation" of chapter 3).
     drop_path: stochastic depth of a ConvNeXt V2 encoder (0 in VideoMAC; ResNets have none).
     img_size: frame side the data pipeline should deliver (the CLI renders synthetic frames of this
         size); the model itself accepts any ``H, W`` that are multiples of 32.
@@ -151,6 +160,7 @@ class VideoMACConfig:
 
     encoder: str = "convnextv2_small"
     backend: str = "masked"
+    encoder_input: str = "sparse"
     drop_path: float = 0.0
     img_size: int = 224
     num_frames: int = 2
@@ -172,6 +182,8 @@ class VideoMACConfig:
             raise ValueError(f"encoder must be one of {list(ENCODERS)}, got {self.encoder!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.encoder_input not in ENCODER_INPUTS:
+            raise ValueError(f"encoder_input must be one of {ENCODER_INPUTS}, got {self.encoder_input!r}")
         if isinstance(self.drop_path, bool) or not isinstance(self.drop_path, (int, float)) or not 0 <= self.drop_path < 1:
             raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path!r}")
         if self.drop_path > 0 and not self.encoder.startswith("convnextv2_"):
@@ -265,20 +277,27 @@ class VideoMACDecoder(nn.Module):
 class VideoMACBranch(nn.Module):
     """Encoder + decoder: one frame and its patch mask → ``(features, patch predictions)``.
 
-    The online network is one branch; the EMA target is a deep copy of it.
+    The online network is one branch; the EMA target is a deep copy of it. ``dense=True`` runs
+    the encoder densely on the frame with its hidden patches zeroed (``encoder_input="dense"``).
     """
 
-    def __init__(self, encoder: nn.Module, decoder: VideoMACDecoder):
+    def __init__(self, encoder: nn.Module, decoder: VideoMACDecoder, *, dense: bool = False):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
+        self.dense = dense
 
     def forward(self, frame: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """frame: ``(B, C, H, W)``; mask: bool ``(B, h·w)`` True = hidden 32-pixel patch →
-        ``z (B, C_enc, h, w)`` (zeros at hidden patches) and ``pred (B, h·w, 32·32·C)``."""
+        ``z (B, C_enc, h, w)`` (zeros at hidden patches when sparse) and ``pred (B, h·w, 32·32·C)``."""
         b, _, H, W = frame.shape
-        z = self.encoder(frame, mask)  # (B, C_enc, h, w)
-        pred = self.decoder(z, mask.view(b, H // MASK_PATCH, W // MASK_PATCH))  # (B, h·w, P)
+        grid = (H // MASK_PATCH, W // MASK_PATCH)
+        if self.dense:
+            hidden = upsample_mask(mask, grid, MASK_PATCH)  # (B, H, W), True = hidden pixel
+            z = self.encoder(frame.masked_fill(hidden.unsqueeze(1), 0.0), None)  # (B, C_enc, h, w)
+        else:
+            z = self.encoder(frame, mask)  # (B, C_enc, h, w)
+        pred = self.decoder(z, mask.view(b, *grid))  # (B, h·w, P)
         return z, pred
 
 
@@ -302,7 +321,7 @@ class VideoMAC(PretrainModel):
         self.config = c = replace_config(config or VideoMACConfig(), overrides)
         encoder = build_encoder(c)
         decoder = VideoMACDecoder(encoder.num_features, c.decoder_dim, c.decoder_depth, c.patch_values)
-        self.online = VideoMACBranch(encoder, decoder)
+        self.online = VideoMACBranch(encoder, decoder, dense=c.encoder_input == "dense")
         self.target = EMATarget(self.online)  # starts as an exact copy, as in the release
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         self.last_momentum: float | None = None
