@@ -189,9 +189,27 @@ def build(name: str, *, resume: bool = True, work_dir: str | os.PathLike | None 
     return export(name, work_dir=work_dir, zoo_dir=zoo_dir)
 
 
+def _encoder_prefix(recipe: dict) -> str:
+    """Where the downstream encoder (``model.encoder``) sits in the model's state dict:
+    ``"encoder."`` for a ViT masked autoencoder, ``"online.encoder."`` for VideoMAC (whose
+    EMA target holds a second copy, not kept)."""
+
+    model = _build_model(recipe)
+    for name, module in model.named_modules():
+        if module is model.encoder:
+            return name + "."
+    raise ValueError(f"the model of recipe {recipe['model']!r} has no encoder among its modules")
+
+
 def _kept_state(recipe: dict, model_state: dict) -> dict[str, torch.Tensor]:
+    """What ``weights.pt`` holds: for ``keep: encoder`` the encoder's tensors as ``encoder.*``
+    (whatever the model calls it), else the whole state dict."""
     if recipe["zoo"]["keep"] == "encoder":
-        return {k: v for k, v in model_state.items() if k.startswith("encoder.")}
+        prefix = _encoder_prefix(recipe)
+        kept = {"encoder." + k[len(prefix):]: v for k, v in model_state.items() if k.startswith(prefix)}
+        if not kept:
+            raise ValueError(f"zoo recipe for {recipe['model']!r}: no tensor under {prefix!r} to keep")
+        return kept
     return dict(model_state)
 
 
