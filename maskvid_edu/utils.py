@@ -94,3 +94,27 @@ def state_dict_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str
     parts = [listing(w, items) for w, items in (("missing key(s)", missing), ("unexpected key(s)", unexpected),
                                                 ("tensor(s) of another shape", shapes)) if items]
     return "; ".join(parts)
+
+
+def read_json_lines(path, fields: tuple[str, ...]) -> list[dict]:
+    """The records of a JSON-lines file, one object per line (``[]`` when the file does not
+    exist; blank lines skipped). A line that is not JSON, or an object without every name in
+    ``fields``, raises ``ValueError`` naming the file and the line."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        return []
+    wanted = ", ".join(fields[:-1]) + f" and {fields[-1]}" if len(fields) > 1 else fields[0]
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {number}: not JSON ({err})") from err
+        if not isinstance(record, dict) or not set(fields) <= set(record):
+            raise ValueError(f"{path}, line {number}: expected a record with {wanted}")
+        records.append(record)
+    return records

@@ -50,6 +50,7 @@ from ..data.synthetic import SyntheticConfig, SyntheticVideoDataset
 from ..evaluate.finetune import VideoClassifier, finetune
 from ..evaluate.probe import extract_features, knn_predict, linear_probe
 from ..train import TrainConfig
+from ..utils import read_json_lines
 from .stats import Estimate, bootstrap_ci, mean_ci, paired_difference, verdict
 
 __all__ = [
@@ -133,21 +134,7 @@ def finetune_once(encoder_factory, init: str, num_labelled: int, seed: int, *, t
 def read_records(path: str | os.PathLike) -> list[dict]:
     """The records of a JSON-lines file (``[]`` when it does not exist). A line that is not a
     JSON object raises ``ValueError`` naming the file and the line."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}, line {number}: not JSON ({err})") from err
-        if not isinstance(record, dict) or not {"init", "num_labelled", "seed", "accuracy"} <= set(record):
-            raise ValueError(f"{path}, line {number}: expected a record with init, num_labelled, seed and accuracy")
-        records.append(record)
-    return records
+    return read_json_lines(path, ("init", "num_labelled", "seed", "accuracy"))
 
 
 def _key(record: dict) -> tuple:

@@ -149,6 +149,8 @@ def _zoo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 print(f"zoo: building {name} → {zoo.build(name, resume=not args.restart)}", flush=True)
         elif args.zoo_command == "finetune":
             _zoo_finetune(args)
+        elif args.zoo_command == "propagate":
+            _zoo_propagate(args)
         else:
             print(zoo.format_zoo_table())
     except (ValueError, FileNotFoundError) as err:
@@ -177,6 +179,24 @@ def _zoo_finetune(args: argparse.Namespace) -> None:
     print(data_efficiency.format_summary(data_efficiency.summarise(records)))
 
 
+def _zoo_propagate(args: argparse.Namespace) -> None:
+    """Label-propagation J&F of zoo encoders (and their random inits) on the held-out sequences."""
+    from ..analysis import propagation_scores
+
+    encoders = {}
+    for name in args.names:
+        zoo.load_zoo_recipe(name)  # an unknown name fails here, before anything runs
+        if not (zoo.ZOO_DIR / name / "weights.pt").is_file():
+            raise FileNotFoundError(f"zoo encoder {name!r} is not built: run `maskvid-edu zoo build {name}` first")
+        encoders[name, "pretrained"] = lambda name=name: zoo.load(name).encoder
+        if args.random:
+            encoders[name, "random"] = lambda name=name: zoo.fresh(name).encoder
+    root = propagation_scores.heldout_sequences(args.sequences)
+    out = Path(args.out)
+    scores = propagation_scores.score_encoders(encoders, out, root)
+    print(f"{len(scores)} records in {out}")
+
+
 def add_zoo(sub) -> None:
     p = sub.add_parser("zoo", help="build or list the course's trained checkpoints (data/zoo)",
                        description="Train the zoo recipes (maskvid_edu/configs/zoo) with the one trainer, "
@@ -196,6 +216,16 @@ def add_zoo(sub) -> None:
     f.add_argument("--inits", nargs="+", choices=["pretrained", "random"], default=["pretrained", "random"])
     f.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: the experiment's 400)")
     f.add_argument("--out", default=None, help="records file (default: data/zoo/NAME/finetune.jsonl)")
+    g = zsub.add_parser("propagate", help="label-propagation J&F of zoo encoders on held-out synthetic sequences",
+                        description="Chapter 4's and 6's propagation measurements (maskvid_edu.analysis."
+                                    "propagation_scores): DINO's protocol on a 16 × 16 feature grid, one record "
+                                    "of per-sequence J&F per encoder, resumable.")
+    g.add_argument("names", nargs="+", help="built zoo recipes (e.g. videomac_sparse videomae_tube90)")
+    g.add_argument("--random", action="store_true", help="also score each recipe's model at its initialisation")
+    g.add_argument("--sequences", default="runs/heldout_davis",
+                   help="where the held-out DAVIS-layout export is written once (default: runs/heldout_davis)")
+    g.add_argument("--out", default=str(zoo.ZOO_DIR / "propagation.jsonl"),
+                   help="records file (default: data/zoo/propagation.jsonl)")
     p.set_defaults(func=_zoo, parser=p)
 # -- weights: the published checkpoints (maskvid_edu.weights) -----------------------------
 
