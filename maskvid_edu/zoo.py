@@ -189,23 +189,22 @@ def build(name: str, *, resume: bool = True, work_dir: str | os.PathLike | None 
     return export(name, work_dir=work_dir, zoo_dir=zoo_dir)
 
 
-def _encoder_prefix(recipe: dict) -> str:
+def _encoder_prefix(model) -> str:
     """Where the downstream encoder (``model.encoder``) sits in the model's state dict:
     ``"encoder."`` for a ViT masked autoencoder, ``"online.encoder."`` for VideoMAC (whose
     EMA target holds a second copy, not kept)."""
 
-    model = _build_model(recipe)
     for name, module in model.named_modules():
         if module is model.encoder:
             return name + "."
-    raise ValueError(f"the model of recipe {recipe['model']!r} has no encoder among its modules")
+    raise ValueError(f"the model {type(model).__name__} has no encoder among its modules")
 
 
-def _kept_state(recipe: dict, model_state: dict) -> dict[str, torch.Tensor]:
+def _kept_state(recipe: dict, model, model_state: dict) -> dict[str, torch.Tensor]:
     """What ``weights.pt`` holds: for ``keep: encoder`` the encoder's tensors as ``encoder.*``
-    (whatever the model calls it), else the whole state dict."""
+    (wherever ``model`` nests it), else the whole state dict."""
     if recipe["zoo"]["keep"] == "encoder":
-        prefix = _encoder_prefix(recipe)
+        prefix = _encoder_prefix(model)
         kept = {"encoder." + k[len(prefix):]: v for k, v in model_state.items() if k.startswith(prefix)}
         if not kept:
             raise ValueError(f"zoo recipe for {recipe['model']!r}: no tensor under {prefix!r} to keep")
@@ -272,7 +271,7 @@ def export(name: str, *, work_dir: str | os.PathLike | None = None, zoo_dir: str
     if ckpt["step"] != ckpt["total_steps"]:
         raise ValueError(f"{src / CHECKPOINT_NAME} stopped at step {ckpt['step']} of {ckpt['total_steps']}: "
                          f"finish it with zoo.build({name!r}) before exporting")
-    state = {k: v.detach().clone().contiguous() for k, v in _kept_state(recipe, ckpt["model"]).items()}
+    state = {k: v.detach().clone().contiguous() for k, v in _kept_state(recipe, _build_model(recipe), ckpt["model"]).items()}
     data, dtype = _serialise(state), "float32"
     if len(data) > MAX_BYTES:  # halve it: float16 keeps ~3 significant digits, plenty for reading
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -359,7 +358,7 @@ def load(name: str, *, zoo_dir: str | os.PathLike | None = None, **overrides):
         raise FileNotFoundError(f"no zoo weights for {name!r}: {path} does not exist (build it with zoo.build({name!r}))")
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = _build_model(recipe, **overrides)
-    expected = _kept_state(recipe, model.state_dict())
+    expected = _kept_state(recipe, model, model.state_dict())
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     shapes = [f"{k}: file {tuple(state[k].shape)}, model {tuple(expected[k].shape)}"
