@@ -15,6 +15,11 @@ recipes (``method``, ``model``, ``model_overrides``, ``data``, ``train``; see
       keep: encoder+decoder   # what weights.pt holds: "encoder", or "encoder+decoder" (the
                               # whole model) when a chapter reconstructs pixels
       about: one line saying which claim of the book the checkpoint serves
+      dtype: float16          # optional: store weights.pt as float16 (half the bytes) even
+                              # when float32 would fit; default float32 (float16 only past 8 MB)
+      snapshots: [250, 500]   # optional: steps at which the kept weights are also saved, in
+                              # the work folder (snapshots/step_000250.pt, not committed), for
+                              # curves of a downstream score against pre-training steps
 
 :func:`build` trains a recipe in a git-ignored work folder (``runs/zoo/NAME/`` at the repository
 root), resuming from its checkpoint after an interruption, then exports three files, each
@@ -67,7 +72,7 @@ from .recipes import build_dataset, check_recipe
 from .train import CHECKPOINT_NAME, METRICS_NAME, TrainConfig, Trainer, load_checkpoint
 
 __all__ = ["MAX_BYTES", "KEEP", "ZOO_DIR", "WORK_DIR", "zoo_recipes", "load_zoo_recipe", "make_trainer", "build",
-           "export", "list_zoo", "read_card", "fresh", "load", "sha256_of", "format_zoo_table"]
+           "export", "list_zoo", "read_card", "fresh", "load", "sha256_of", "format_zoo_table", "snapshot_path"]
 
 MAX_BYTES = 8 * 1024 * 1024
 """Largest ``weights.pt`` the zoo commits (8 MB)."""
@@ -82,7 +87,9 @@ WORK_DIR: Path = _REPO_ROOT / "runs" / "zoo"
 """Where :func:`build` trains (git-ignored): ``WORK_DIR / NAME / {checkpoint.pt, metrics.jsonl}``."""
 
 WEIGHTS, METRICS, CARD = "weights.pt", "metrics.jsonl", "card.json"
-ZOO_FIELDS = ("seed", "keep", "about")
+ZOO_FIELDS = ("seed", "keep", "about", "dtype", "snapshots")
+DTYPES = ("float32", "float16")
+SNAPSHOTS = "snapshots"
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,7 +137,16 @@ def load_zoo_recipe(name: str) -> dict:
     seed = section.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"{where}: zoo.seed must be an int, got {seed!r}")
+    if section.get("dtype", "float32") not in DTYPES:
+        raise ValueError(f"{where}: zoo.dtype must be one of {list(DTYPES)}, got {section.get('dtype')!r}")
     train = recipe.get("train") or {}
+    steps = train.get("steps")
+    snapshots = section.get("snapshots", [])
+    if (not isinstance(snapshots, list) or any(isinstance(s, bool) or not isinstance(s, int) for s in snapshots)
+            or snapshots != sorted(set(snapshots)) or (snapshots and snapshots[0] < 1)
+            or (snapshots and isinstance(steps, int) and snapshots[-1] >= steps)):
+        raise ValueError(f"{where}: zoo.snapshots must be increasing positive step counts below train.steps "
+                         f"({steps!r}), got {snapshots!r}")
     if "seed" in train and train["seed"] != seed:
         raise ValueError(f"{where}: train.seed {train['seed']!r} contradicts zoo.seed {seed!r}; give the seed once, in zoo:")
     if recipe.get("model") is None or recipe.get("method") is None:
@@ -184,9 +200,29 @@ def build(name: str, *, resume: bool = True, work_dir: str | os.PathLike | None 
     """
 
     out = Path(work_dir if work_dir is not None else WORK_DIR) / name
+    recipe = load_zoo_recipe(name)
     trainer = make_trainer(name, out)
-    trainer.fit(resume=True if resume and (out / CHECKPOINT_NAME).is_file() else None)
+    resumable = resume and (out / CHECKPOINT_NAME).is_file()
+    for step in recipe["zoo"].get("snapshots", []):
+        path = snapshot_path(name, step, work_dir=work_dir)
+        if resumable and path.is_file():
+            continue
+        done = load_checkpoint(out / CHECKPOINT_NAME, map_location="cpu")["step"] if resumable else 0
+        if done > step:
+            raise ValueError(f"{out / CHECKPOINT_NAME} is at step {done}, past snapshot step {step}, and "
+                             f"{path} is missing: rebuild with resume=False (maskvid-edu zoo build --restart)")
+        trainer.fit(resume=True if resumable else None, stop_at=step)
+        resumable = True
+        state = _kept_state(recipe, trainer.model, trainer.model.state_dict())
+        _atomic_write(path, _serialise({k: v.detach().clone().contiguous() for k, v in state.items()}))
+    trainer.fit(resume=True if resumable else None)
     return export(name, work_dir=work_dir, zoo_dir=zoo_dir)
+
+
+def snapshot_path(name: str, step: int, *, work_dir: str | os.PathLike | None = None) -> Path:
+    """Where :func:`build` saves the kept weights of recipe ``name`` at ``step`` (a ``zoo.snapshots``
+    entry): ``WORK_DIR / name / snapshots / step_000250.pt``, git-ignored."""
+    return Path(work_dir if work_dir is not None else WORK_DIR) / name / SNAPSHOTS / f"step_{step:06d}.pt"
 
 
 def _encoder_prefix(model) -> str:
@@ -273,7 +309,7 @@ def export(name: str, *, work_dir: str | os.PathLike | None = None, zoo_dir: str
                          f"finish it with zoo.build({name!r}) before exporting")
     state = {k: v.detach().clone().contiguous() for k, v in _kept_state(recipe, _build_model(recipe), ckpt["model"]).items()}
     data, dtype = _serialise(state), "float32"
-    if len(data) > MAX_BYTES:  # halve it: float16 keeps ~3 significant digits, plenty for reading
+    if recipe["zoo"].get("dtype") == "float16" or len(data) > MAX_BYTES:  # halve it: float16 keeps ~3 significant digits, plenty for reading
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
         data, dtype = _serialise(state), "float16"
     if len(data) > MAX_BYTES:
@@ -300,8 +336,10 @@ def export(name: str, *, work_dir: str | os.PathLike | None = None, zoo_dir: str
         "weights": {
             "file": WEIGHTS, "keep": recipe["zoo"]["keep"], "dtype": dtype, "bytes": size, "sha256": sha256_of(weights),
             "tensors": len(state), "parameters": sum(v.numel() for v in state.values()),
-            "note": ("stored as float16 to stay within 8 MB; zoo.load casts back to float32" if dtype == "float16"
-                     else "stored as float32, as trained"),
+            "note": ("stored as float32, as trained" if dtype == "float32" else
+                     "stored as float16 (the recipe's zoo.dtype); zoo.load casts back to float32"
+                     if recipe["zoo"].get("dtype") == "float16" else
+                     "stored as float16 to stay within 8 MB; zoo.load casts back to float32"),
         },
     }
     _atomic_write(dest / CARD, json.dumps(card, indent=2) + "\n")
@@ -343,8 +381,12 @@ def fresh(name: str, **overrides):
     return _build_model(load_zoo_recipe(name), **overrides)
 
 
-def load(name: str, *, zoo_dir: str | os.PathLike | None = None, **overrides):
+def load(name: str, *, zoo_dir: str | os.PathLike | None = None, snapshot: int | None = None,
+         work_dir: str | os.PathLike | None = None, **overrides):
     """The model of zoo recipe ``name`` with its committed weights loaded strictly.
+
+    ``snapshot=step`` loads instead the weights :func:`build` saved at that step (one of the
+    recipe's ``zoo.snapshots``; they live in the work folder, so only where the recipe was built).
 
     ``overrides`` change the model's config as in :func:`maskvid_edu.models.create` (e.g.
     ``mask_ratio=0.75``); they must not change a weight's shape. For a recipe that keeps the
@@ -353,7 +395,13 @@ def load(name: str, *, zoo_dir: str | os.PathLike | None = None, **overrides):
     and the keys or shapes that do not match.
     """
     recipe = load_zoo_recipe(name)
-    path = Path(zoo_dir if zoo_dir is not None else ZOO_DIR) / name / WEIGHTS
+    if snapshot is None:
+        path = Path(zoo_dir if zoo_dir is not None else ZOO_DIR) / name / WEIGHTS
+    elif snapshot not in recipe["zoo"].get("snapshots", []):
+        raise ValueError(f"zoo recipe {name!r} has no snapshot at step {snapshot!r}; its snapshots: "
+                         f"{recipe['zoo'].get('snapshots', [])}")
+    else:
+        path = snapshot_path(name, snapshot, work_dir=work_dir)
     if not path.is_file():
         raise FileNotFoundError(f"no zoo weights for {name!r}: {path} does not exist (build it with zoo.build({name!r}))")
     state = torch.load(path, map_location="cpu", weights_only=True)

@@ -63,7 +63,7 @@ def test_committed_checkpoint_loads_strictly_and_card_matches(name):
     assert rows[name]["sha256"] == card["weights"]["sha256"] and rows[name]["steps"] == card["steps"]
 
 
-def _tiny_recipe(folder, keep="encoder+decoder", steps=12):
+def _tiny_recipe(folder, keep="encoder+decoder", steps=12, extra=""):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "tiny.yaml").write_text(f"""
 method: videomae
@@ -71,7 +71,7 @@ model: videomae_vit_demo
 model_overrides: {{normalization: none, dim: 32, depth: 1, heads: 2, decoder_dim: 16, decoder_depth: 1, decoder_heads: 2}}
 data: {{source: synthetic, num_samples: 16}}
 train: {{steps: {steps}, batch_size: 4, lr: 1.0e-3, warmup_steps: 2, num_threads: 1, log_every: 4, ckpt_every: 4}}
-zoo: {{seed: 3, keep: {keep}}}
+zoo: {{seed: 3, keep: {keep}{extra}}}
 """)
 
 
@@ -135,6 +135,30 @@ def test_float16_when_float32_would_not_fit(tiny_zoo, monkeypatch):
     assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
     model = zoo.load("tiny")
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_snapshots_are_the_weights_of_an_uninterrupted_run_at_that_step(tiny_zoo):
+    _tiny_recipe(tiny_zoo / "configs", keep="encoder", extra=", snapshots: [3, 8], dtype: float16")
+    trainer = zoo.make_trainer("tiny", tiny_zoo / "work" / "tiny")
+    trainer.fit(stop_at=5)  # interrupted after the first snapshot's step, before it was saved
+    with pytest.raises(ValueError, match="past snapshot step 3"):
+        zoo.build("tiny")
+    dest = zoo.build("tiny", resume=False)
+    for step in (3, 8):
+        reference = zoo.make_trainer("tiny", tiny_zoo / f"plain{step}")
+        reference.fit(stop_at=step)  # the same recipe, stopped there: the weights the snapshot must hold
+        snap = zoo.load("tiny", snapshot=step)
+        want = reference.model.encoder.state_dict()
+        assert all(torch.equal(v, want[k]) for k, v in snap.encoder.state_dict().items()), step
+    metrics = [json.loads(x)["loss"] for x in (dest / "metrics.jsonl").read_text().splitlines()]
+    assert metrics == [r["loss"] for r in zoo.make_trainer("tiny", tiny_zoo / "again").fit()]
+    card = json.loads((dest / "card.json").read_text())
+    assert card["weights"]["dtype"] == "float16" and "zoo.dtype" in card["weights"]["note"]
+    with pytest.raises(ValueError, match="no snapshot at step 4"):
+        zoo.load("tiny", snapshot=4)
+    _tiny_recipe(tiny_zoo / "configs", extra=", snapshots: [12]")
+    with pytest.raises(ValueError, match="zoo.snapshots must be increasing positive step counts below"):
+        zoo.load_zoo_recipe("tiny")
 
 
 def test_recipe_errors_name_the_field(tiny_zoo):
