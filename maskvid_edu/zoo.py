@@ -72,7 +72,8 @@ from .recipes import build_dataset, check_recipe
 from .train import CHECKPOINT_NAME, METRICS_NAME, TrainConfig, Trainer, load_checkpoint
 
 __all__ = ["MAX_BYTES", "KEEP", "ZOO_DIR", "WORK_DIR", "zoo_recipes", "load_zoo_recipe", "make_trainer", "build",
-           "export", "list_zoo", "read_card", "fresh", "load", "sha256_of", "format_zoo_table", "snapshot_path"]
+           "export", "list_zoo", "read_card", "fresh", "load", "sha256_of", "format_zoo_table", "snapshot_path",
+           "train_or_load"]
 
 MAX_BYTES = 8 * 1024 * 1024
 """Largest ``weights.pt`` the zoo commits (8 MB)."""
@@ -421,6 +422,31 @@ def load(name: str, *, zoo_dir: str | os.PathLike | None = None, snapshot: int |
     else:
         model.load_state_dict(state, strict=True)
     return model
+
+
+def train_or_load(name: str, *, retrain: bool = False, stop_at: int | None = None,
+                  work_dir: str | os.PathLike | None = None):
+    """What a chapter calls: the committed checkpoint, or the recipe retrained here.
+
+    ``retrain=False`` (the default): :func:`load` — nothing trains. ``retrain=True`` with
+    ``stop_at=None``: :func:`build` the whole recipe (resuming a build in progress) and load
+    the export, which replaces the committed files — to check them or rebuild them after a code
+    change. ``retrain=True, stop_at=N``: the recipe's first ``N`` steps (on the whole run's
+    learning-rate schedule) in ``work_dir / NAME_stepN``, the trained model returned as it is
+    and nothing exported: a shortened run that fits in a chapter's two minutes and never
+    overwrites a committed checkpoint.
+    """
+    if not retrain:
+        if stop_at is not None:
+            raise ValueError("train_or_load: stop_at shortens a retraining; pass retrain=True with it")
+        return load(name)
+    if stop_at is None:
+        build(name, work_dir=work_dir)
+        return load(name)
+    out = Path(work_dir if work_dir is not None else WORK_DIR) / f"{name}_step{stop_at}"
+    trainer = make_trainer(name, out)
+    trainer.fit(resume=True if (out / CHECKPOINT_NAME).is_file() else None, stop_at=stop_at)
+    return trainer.model
 
 
 def format_zoo_table(rows: list[dict] | None = None) -> str:

@@ -161,6 +161,22 @@ def test_snapshots_are_the_weights_of_an_uninterrupted_run_at_that_step(tiny_zoo
         zoo.load_zoo_recipe("tiny")
 
 
+def test_train_or_load_reads_retrains_or_shortens(tiny_zoo):
+    with pytest.raises(FileNotFoundError, match="no zoo weights for 'tiny'"):
+        zoo.train_or_load("tiny")  # reading never trains
+    short = zoo.train_or_load("tiny", retrain=True, stop_at=4)
+    assert not (zoo.ZOO_DIR / "tiny").exists()  # a shortened run exports nothing
+    reference = zoo.make_trainer("tiny", tiny_zoo / "ref")
+    reference.fit(stop_at=4)
+    assert all(torch.equal(v, reference.model.state_dict()[k]) for k, v in short.state_dict().items())
+    full = zoo.train_or_load("tiny", retrain=True)
+    loaded = zoo.train_or_load("tiny")
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in full.state_dict().items())
+    assert zoo.read_card("tiny")["steps"] == 12
+    with pytest.raises(ValueError, match="pass retrain=True"):
+        zoo.train_or_load("tiny", stop_at=4)
+
+
 def test_recipe_errors_name_the_field(tiny_zoo):
     (tiny_zoo / "configs" / "bad.yaml").write_text("method: videomae\nmodel: videomae_vit_demo\nzoo: {seed: 0, keep: decoder}\n")
     with pytest.raises(ValueError, match="zoo.keep must be one of"):

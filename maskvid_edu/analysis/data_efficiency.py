@@ -56,7 +56,7 @@ from .stats import Estimate, bootstrap_ci, mean_ci, paired_difference, verdict
 __all__ = [
     "TASK", "TEST_SEED", "TEST_CLIPS", "LABELLED_SEED", "FINETUNE", "CLASSIFIER", "INITS",
     "task_clips", "finetune_once", "read_records", "run_grid", "summarise", "format_summary",
-    "fit_warnings", "FIT_FRACTION", "frozen_scores", "format_frozen", "compare_starts",
+    "fit_warnings", "FIT_FRACTION", "frozen_scores", "frozen_accuracy", "format_frozen", "compare_starts",
 ]
 
 TASK = dict(num_frames=8, size=64, num_classes=4, translation=(0.45, 0.6), distractor_prob=0.0)
@@ -297,14 +297,19 @@ def frozen_scores(encoder_factory, *, num_labelled: int = 512, seed: int = 0,
     scores = {}
     for init in INITS:
         torch.manual_seed(seed)
-        encoder = encoder_factory(init)
-        train_x, train_y = extract_features(encoder, labelled, batch_size=batch_size, device="cpu")
-        test_x, test_y = extract_features(encoder, test, batch_size=batch_size, device="cpu")
-        probe = linear_probe(train_x, train_y, test_x, test_y, seed=seed)
-        knn = knn_predict(train_x, train_y, test_x, num_classes=TASK["num_classes"]).argmax(dim=1)
-        scores[init] = {"linear": (probe.predictions == test_y).long().tolist(),
-                        "knn": (knn == test_y).long().tolist()}
+        scores[init] = frozen_accuracy(encoder_factory(init), labelled, test, seed=seed, batch_size=batch_size)
     return scores
+
+
+def frozen_accuracy(encoder, labelled: Sequence[dict], test: Sequence[dict], *, seed: int = 0,
+                    batch_size: int = 64) -> dict[str, list[int]]:
+    """One encoder's frozen clip features (mean of its tokens) read by a linear probe trained on
+    ``labelled`` and by k-NN (k = 20) over them: ``{"linear": [0/1 per test clip], "knn": [...]}``."""
+    train_x, train_y = extract_features(encoder, labelled, batch_size=batch_size, device="cpu")
+    test_x, test_y = extract_features(encoder, test, batch_size=batch_size, device="cpu")
+    probe = linear_probe(train_x, train_y, test_x, test_y, seed=seed)
+    knn = knn_predict(train_x, train_y, test_x, num_classes=TASK["num_classes"]).argmax(dim=1)
+    return {"linear": (probe.predictions == test_y).long().tolist(), "knn": (knn == test_y).long().tolist()}
 
 
 def format_frozen(scores: dict) -> str:

@@ -151,6 +151,8 @@ def _zoo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             _zoo_finetune(args)
         elif args.zoo_command == "propagate":
             _zoo_propagate(args)
+        elif args.zoo_command == "curves":
+            _zoo_curves(args)
         else:
             print(zoo.format_zoo_table())
     except (ValueError, FileNotFoundError) as err:
@@ -197,6 +199,19 @@ def _zoo_propagate(args: argparse.Namespace) -> None:
     print(f"{len(scores)} records in {out}")
 
 
+def _zoo_curves(args: argparse.Namespace) -> None:
+    """Probe, k-NN and fine-tune accuracy of zoo encoders at each of their checkpoints."""
+    from ..analysis import pretraining_curves
+
+    for name in args.names:
+        zoo.load_zoo_recipe(name)  # an unknown name fails here, before anything runs
+    result = pretraining_curves.measure(args.names, Path(args.out), kinds=args.kinds,
+                                        finetune_steps=args.finetune_steps)
+    print(f"{len(result['records'])} records in {args.out}; {len(result['skipped'])} checkpoint(s) skipped")
+    for kind in args.kinds:
+        print(pretraining_curves.format_curves(result["records"], kind))
+
+
 def add_zoo(sub) -> None:
     p = sub.add_parser("zoo", help="build or list the course's trained checkpoints (data/zoo)",
                        description="Train the zoo recipes (maskvid_edu/configs/zoo) with the one trainer, "
@@ -226,6 +241,16 @@ def add_zoo(sub) -> None:
                    help="where the held-out DAVIS-layout export is written once (default: runs/heldout_davis)")
     g.add_argument("--out", default=str(zoo.ZOO_DIR / "propagation.jsonl"),
                    help="records file (default: data/zoo/propagation.jsonl)")
+    c = zsub.add_parser("curves", help="probe, k-NN and fine-tune accuracy of zoo encoders against pre-training steps",
+                        description="Chapter 5's race (maskvid_edu.analysis.pretraining_curves): each recipe read at "
+                                    "step 0, at its zoo.snapshots (in the build folder, so only where it was built) "
+                                    "and at the end; one record per (recipe, step, kind), resumable.")
+    c.add_argument("names", nargs="+", help="zoo recipes with snapshots (e.g. mam2_appmotion mam2_pixels)")
+    c.add_argument("--kinds", nargs="+", choices=["linear", "knn", "finetune"], default=["linear", "knn", "finetune"])
+    c.add_argument("--finetune-steps", type=int, nargs="+", default=None,
+                   help="pre-training steps that are also fine-tuned (default: every checkpoint)")
+    c.add_argument("--out", default=str(zoo.ZOO_DIR / "mam2_curves.jsonl"),
+                   help="records file (default: data/zoo/mam2_curves.jsonl)")
     p.set_defaults(func=_zoo, parser=p)
 # -- weights: the published checkpoints (maskvid_edu.weights) -----------------------------
 

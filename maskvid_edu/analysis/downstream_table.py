@@ -1,0 +1,118 @@
+"""One table of every zoo encoder on every downstream measure, from the committed records.
+
+Chapter 6 ends on the question a practitioner asks: *which pre-training gives the best
+encoder, and for what?* Each zoo encoder (:data:`ENCODERS`) is read, where the measure applies,
+on four yardsticks, all on clips no zoo recipe trained on:
+
+========================  =========================================================  ==========================
+column                    what it measures                                           interval
+========================  =========================================================  ==========================
+J&F                       label propagation on the 128 held-out sequences            bootstrap over sequences
+                          (:mod:`~maskvid_edu.analysis.propagation_scores`)
+linear probe, k-NN        frozen clip features of 512 labelled clips (seed 0),       bootstrap over test clips
+                          512 test clips (:mod:`~maskvid_edu.analysis.pretraining_curves`)
+fine-tune                 the data-efficiency fine-tune at 512 labelled clips        *t* over 3 seeds
+                          (:mod:`~maskvid_edu.analysis.data_efficiency`)
+========================  =========================================================  ==========================
+
+The VideoMAE encoders have one pre-training run, fine-tuned with seeds 0–2; the MAM2 encoders
+have three pre-training runs (seeds 0–2), each fine-tuned with its own seed, so their interval
+also holds the spread of pre-training; both use the same labelled clips per seed. J&F and the
+probes read the seed-0 checkpoint. The VideoMAC ConvNet encodes frames: the paper evaluates it
+by propagation only, and its row has J&F alone. Nothing here trains: the rows are read from
+the record files, and a measure with no record is shown as ``—`` and listed as missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from .. import zoo
+from . import data_efficiency, pretraining_curves, propagation_scores
+from .stats import Estimate, bootstrap_ci, mean_ci
+
+__all__ = ["ENCODERS", "COLUMNS", "downstream_rows", "format_downstream"]
+
+ENCODERS = {
+    "VideoMAE, tube 0.9": "videomae_tube90",
+    "VideoMAE, tube 0.75": "videomae_tube75",
+    "VideoMAE, tube 0.95": "videomae_tube95",
+    "VideoMAE, random mask 0.9": "videomae_random90",
+    "VideoMAE, frame mask 0.75": "videomae_frame75",
+    "MAM2, appearance + motion": "mam2_appmotion",
+    "MAM2, pixels": "mam2_pixels",
+    "MAM2, motion only": "mam2_motion",
+    "ViT at random init": None,
+    "VideoMAC ConvNet": "videomac_sparse",
+    "ConvNet at random init": None,
+}
+"""Row label → zoo recipe (seed 0); the two random inits are the ViT's and the ConvNet's."""
+
+RANDOM_TWIN = {"ViT at random init": "videomae_tube90", "ConvNet at random init": "videomac_sparse"}
+COLUMNS = ("J&F", "linear probe", "k-NN", "fine-tune")
+
+
+def _frozen(records: Sequence[dict], name: str, step: int, kind: str) -> Estimate | None:
+    for r in records:
+        if r["name"] == name and r["step"] == step and r["kind"] == kind:
+            return bootstrap_ci([100.0 * int(c) for c in r["correct"]])
+    return None
+
+
+def _finetune(name: str, curves: Sequence[dict], random: bool) -> Estimate | None:
+    """Fine-tune accuracy at 512 labelled clips (400 steps): the zoo encoder's ``finetune.jsonl``
+    (or its random-init runs), else the curve records of a recipe's three seeds at the end."""
+    size = pretraining_curves.NUM_LABELLED
+    path = zoo.ZOO_DIR / name / "finetune.jsonl"
+    runs = [r for r in data_efficiency.read_records(path)
+            if r["num_labelled"] == size and r["init"] == ("random" if random else "pretrained")
+            and r.get("steps", data_efficiency.FINETUNE["steps"]) == data_efficiency.FINETUNE["steps"]]
+    if not runs and not random:
+        names = [name + suffix for suffix in pretraining_curves.SEEDS]
+        runs = [r for r in curves if r["kind"] == "finetune" and r["name"] in names
+                and r["step"] == pretraining_curves.checkpoint_steps(r["name"])[-1]]
+    values = [100 * r["accuracy"] for r in runs]
+    return mean_ci(values) if len(values) >= 2 else None
+
+
+def downstream_rows(*, propagation: str | Path | None = None, frozen: str | Path | None = None,
+                    curves: str | Path | None = None) -> dict:
+    """``{"rows": {label: {column: Estimate or None}}, "missing": [(label, column), …]}`` from
+    the record files (defaults: ``data/zoo/propagation.jsonl``, ``data/zoo/frozen.jsonl``,
+    ``data/zoo/mam2_curves.jsonl``)."""
+    jf = propagation_scores.read_scores(propagation or zoo.ZOO_DIR / "propagation.jsonl")
+    frozen_records = pretraining_curves.read_records(frozen or zoo.ZOO_DIR / "frozen.jsonl")
+    curve_records = pretraining_curves.read_records(curves or zoo.ZOO_DIR / "mam2_curves.jsonl")
+    probes = list(frozen_records) + list(curve_records)
+    rows, missing = {}, []
+    for label, name in ENCODERS.items():
+        random = name is None
+        name = RANDOM_TWIN.get(label, name)
+        convnet = name.startswith("videomac")
+        key = (name, "random" if random else "pretrained")
+        row = {"J&F": bootstrap_ci(list(jf[key].values())) if key in jf else None}
+        if not convnet:
+            step = 0 if random else zoo.load_zoo_recipe(name)["train"]["steps"]
+            row["linear probe"] = _frozen(probes, name, step, "linear")
+            row["k-NN"] = _frozen(probes, name, step, "knn")
+            row["fine-tune"] = _finetune(name, curve_records, random)
+        rows[label] = row
+        missing += [(label, c) for c, v in row.items() if v is None]
+    return {"rows": rows, "missing": missing}
+
+
+def format_downstream(table: dict) -> str:
+    """The table as text (points, mean [95 % CI]), then what is missing."""
+    def cell(e: Estimate | None) -> str:
+        return "—" if e is None else f"{e.mean:5.1f} [{e.low:5.1f}, {e.high:5.1f}]"
+
+    lines = [f"{'encoder':<28}" + "".join(f"{c:>22}" for c in COLUMNS)]
+    for label, row in table["rows"].items():
+        lines.append(f"{label:<28}" + "".join(f"{cell(row[c]) if c in row else 'n/a':>22}" for c in COLUMNS))
+    lines.append("(J&F in points, bootstrap over 128 sequences; probes: accuracy in %, bootstrap over 512 test "
+                 "clips; fine-tune: accuracy in %, t over 3 seeds; chance 25 %; n/a: a frame encoder, "
+                 "evaluated by propagation only)")
+    if table["missing"]:
+        lines.append("no record yet: " + "; ".join(f"{label} / {c}" for label, c in table["missing"]))
+    return "\n".join(lines)

@@ -1,0 +1,241 @@
+"""Downstream accuracy against pre-training steps: MAM2's "half the epochs" claim, measured.
+
+The claim (MAM2, Song et al. 2024): asking the decoder for *motion* (RGB differences) beside
+appearance makes the encoder reach its downstream accuracy in about half the pre-training
+epochs a pixel target needs. A claim about *speed of learning* is tested by reading the same
+encoder at several points of its pre-training, not only at the end:
+
+- **checkpoints**: the MAM2 zoo recipes (:data:`VARIANTS`: appearance + motion, pixels,
+  motion only; seeds 0–2 each), read at step 0 (the initialisation), at each of the recipe's
+  ``zoo.snapshots`` and at the end (:func:`checkpoint_steps`). The three variants of one seed
+  share initial weights, masks and data order: only the loss differs.
+- **scores** (:data:`KINDS`): on the labelled task of :mod:`~maskvid_edu.analysis.data_efficiency`
+  (four translation classes, :data:`NUM_LABELLED` labelled clips of seed ``LABELLED_SEED + s``,
+  512 test clips of ``TEST_SEED``, none of them pre-trained on), a linear probe and k-NN on the
+  frozen features, and the experiment's fine-tune (400 steps, the same head and clip order for
+  every checkpoint of a seed). The pre-training seed is the probe's and fine-tune's seed, so
+  every comparison between variants is paired by seed.
+- **record** (one per ``(recipe, step, kind)``): the test accuracy, which test clips were right,
+  the sha256 of the encoder's weights, and for a fine-tune its losses and training accuracy.
+  Checkpoints with identical weights (step 0 of the three variants of a seed) are measured once
+  and the record copied, naming the source (``same_weights_as``): the measurement is
+  deterministic, so the copy is what a rerun would give.
+
+Snapshots live in the git-ignored build folder, so :func:`measure` can only read the steps of
+recipes built on this machine; a checkpoint that is not there is skipped and counted (the
+committed records are what the book reads). Records are rewritten atomically after each
+measurement, so an interrupted run resumes.
+
+Reading the race (:func:`race`): the *level* is what the pixel target reaches at the end of
+its budget (its mean over seeds); for each variant, the first step at which each seed reaches
+that level; and the paired difference of each variant at *half* the budget against pixels at
+the full budget — the claim says the first is not below the second.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+
+from .. import zoo
+from ..checkpoints import atomic_write
+from ..utils import read_json_lines
+from . import data_efficiency
+from .stats import Estimate, mean_ci, paired_difference, verdict
+
+__all__ = ["VARIANTS", "SEEDS", "KINDS", "NUM_LABELLED", "checkpoint_steps", "encoder_at", "measure",
+           "read_records", "curve_table", "format_curves", "race", "format_race"]
+
+VARIANTS = {"appearance + motion": "mam2_appmotion", "pixels": "mam2_pixels", "motion only": "mam2_motion"}
+"""Label → zoo recipe stem (seed 0; ``_s1``, ``_s2`` for seeds 1 and 2)."""
+
+SEEDS = ("", "_s1", "_s2")
+KINDS = ("linear", "knn", "finetune")
+KIND_LABELS = {"linear": "linear probe", "knn": "k-NN (k = 20)", "finetune": "fine-tune"}
+NUM_LABELLED = 512
+"""Labelled clips of every probe and fine-tune (the data-efficiency experiment's largest size)."""
+
+
+def checkpoint_steps(name: str) -> list[int]:
+    """``[0, *snapshots, total]`` of zoo recipe ``name``."""
+    recipe = zoo.load_zoo_recipe(name)
+    return [0, *recipe["zoo"].get("snapshots", []), int(recipe["train"]["steps"])]
+
+
+def encoder_at(name: str, step: int):
+    """The encoder of zoo recipe ``name`` after ``step`` pre-training steps: its initialisation
+    (0), a snapshot, or the committed weights (the last step)."""
+    steps = checkpoint_steps(name)
+    if step not in steps:
+        raise ValueError(f"zoo recipe {name!r} is read at steps {steps}, not {step!r}")
+    if step == 0:
+        return zoo.fresh(name).encoder
+    if step == steps[-1]:
+        return zoo.load(name).encoder
+    return zoo.load(name, snapshot=step).encoder
+
+
+def _sha(encoder) -> str:
+    h = hashlib.sha256()
+    for key, value in sorted(encoder.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def read_records(path: str | os.PathLike) -> list[dict]:
+    """The records of a JSON-lines file (``[]`` when it does not exist)."""
+    return read_json_lines(path, ("name", "seed", "step", "kind", "accuracy"))
+
+
+def _key(r: dict) -> tuple:
+    return r["name"], r["step"], r["kind"]
+
+
+def _write(path: Path, records: list[dict]) -> None:
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(records, key=_key))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def measure(names: Iterable[str], path: str | os.PathLike, *, kinds: Sequence[str] = KINDS,
+            finetune_steps: Sequence[int] | None = None, verbose: bool = True) -> dict:
+    """Score every ``(recipe, step, kind)`` of ``names`` not yet in ``path`` (see the module
+    docstring). ``finetune_steps``: the pre-training steps that are also fine-tuned (default:
+    all; a fine-tune costs minutes, a probe seconds). Returns ``{"records": [...], "skipped":
+    [(name, step, reason), ...]}``."""
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        raise ValueError(f"kinds must be among {KINDS}, got {unknown}")
+    path = Path(path)
+    test = data_efficiency.task_clips(data_efficiency.TEST_CLIPS, data_efficiency.TEST_SEED)
+    skipped = []
+    for name in names:
+        seed = zoo.load_zoo_recipe(name)["zoo"]["seed"]
+        labelled = data_efficiency.task_clips(NUM_LABELLED, data_efficiency.LABELLED_SEED + seed)
+        for step in checkpoint_steps(name):
+            wanted = [k for k in kinds if k != "finetune" or finetune_steps is None or step in finetune_steps]
+            done = {_key(r) for r in read_records(path)}
+            wanted = [k for k in wanted if (name, step, k) not in done]
+            if not wanted:
+                continue
+            try:
+                encoder = encoder_at(name, step)
+            except FileNotFoundError as err:
+                skipped.append((name, step, str(err)))
+                continue
+            sha = _sha(encoder)
+            for kind in wanted:
+                twin = next((r for r in read_records(path) if r["kind"] == kind and r["seed"] == seed
+                             and r["weights_sha256"] == sha and "same_weights_as" not in r), None)
+                base = {"name": name, "seed": seed, "step": step, "kind": kind, "num_labelled": NUM_LABELLED,
+                        "weights_sha256": sha}
+                if twin is not None:
+                    record = {**{k: v for k, v in twin.items() if k not in base}, **base,
+                              "same_weights_as": twin["name"]}
+                elif kind == "finetune":
+                    run = data_efficiency.finetune_once(lambda _init, e=encoder: copy.deepcopy(e), "pretrained" if step else "random", NUM_LABELLED,
+                                                        seed, test_clips=test)
+                    record = {**base, "accuracy": run["accuracy"], "correct": run["correct"],
+                              "train_accuracy": run["train_accuracy"], "losses": run["losses"],
+                              "chance_loss": run["chance_loss"], "finetune_steps": run["steps"], "wall_s": run["wall_s"]}
+                else:
+                    right = data_efficiency.frozen_accuracy(encoder, labelled, test, seed=seed)[kind]
+                    record = {**base, "accuracy": sum(right) / len(right), "correct": "".join(map(str, right))}
+                _write(path, [r for r in read_records(path) if _key(r) != _key(record)] + [record])
+                if verbose:
+                    print(f"{name:<22} step {step:>5} {KIND_LABELS[kind]:<14} {record['accuracy']:6.1%}"
+                          + (f" (same weights as {record['same_weights_as']})" if "same_weights_as" in record else ""),
+                          flush=True)
+    if verbose and skipped:
+        print(f"skipped {len(skipped)} checkpoint(s) not built here: "
+              + ", ".join(f"{n}@{s}" for n, s, _ in skipped), flush=True)
+    return {"records": read_records(path), "skipped": skipped}
+
+
+def _by(records: Sequence[dict], kind: str) -> dict[tuple[str, int], dict[int, float]]:
+    """``{(variant label, step): {seed: accuracy in points}}`` for one kind."""
+    stems = {f"{stem}{suffix}": label for label, stem in VARIANTS.items() for suffix in SEEDS}
+    out: dict = {}
+    for r in records:
+        if r["kind"] == kind and r["name"] in stems:
+            out.setdefault((stems[r["name"]], r["step"]), {})[r["seed"]] = 100 * r["accuracy"]
+    return out
+
+
+def _cell(e: Estimate | None) -> str:
+    return "—" if e is None else f"{e.mean:5.1f} [{e.low:5.1f}, {e.high:5.1f}]"
+
+
+def curve_table(records: Sequence[dict], kind: str) -> dict[str, dict[int, Estimate | None]]:
+    """``{variant: {step: mean accuracy over seeds with its t interval}}`` (None under 2 seeds)."""
+    by = _by(records, kind)
+    table: dict = {}
+    for (label, step), seeds in sorted(by.items(), key=lambda kv: kv[0][1]):
+        table.setdefault(label, {})[step] = mean_ci(list(seeds.values())) if len(seeds) >= 2 else None
+    return {label: table[label] for label in VARIANTS if label in table}
+
+
+def format_curves(records: Sequence[dict], kind: str) -> str:
+    """:func:`curve_table` as text: one row per variant, one column per pre-training step."""
+    table = curve_table(records, kind)
+    steps = sorted({s for row in table.values() for s in row})
+    lines = [f"{KIND_LABELS[kind]:<20}" + "".join(f"{'step ' + str(s):>22}" for s in steps)]
+    for label, row in table.items():
+        lines.append(f"{label:<20}" + "".join(f"{_cell(row.get(s)):>22}" for s in steps))
+    lines.append(f"(test accuracy in %, mean [95 % CI] over seeds; {NUM_LABELLED} labelled clips; chance 25 %)")
+    return "\n".join(lines)
+
+
+def race(records: Sequence[dict], kind: str, *, baseline: str = "pixels") -> dict:
+    """The "half the epochs" reading of one kind (see the module docstring).
+
+    Returns ``{"level", "total", "half", "first_reach": {variant: {seed: step or None}},
+    "half_vs_full": {variant: (Estimate, verdict)}, "at_end": {variant: (Estimate, verdict)}}``;
+    ``half`` is the checkpoint closest to half the budget.
+    """
+    by = _by(records, kind)
+    steps = sorted({s for (_, s) in by})
+    if not steps:
+        raise ValueError(f"no {kind!r} records of the MAM2 variants")
+    total = steps[-1]
+    half = min(steps, key=lambda s: abs(s - total / 2))
+    final = by.get((baseline, total), {})
+    if len(final) < 2:
+        raise ValueError(f"{baseline!r} has {len(final)} seed(s) at step {total}: a race needs ≥ 2")
+    level = sum(final.values()) / len(final)
+    first_reach, half_vs_full, at_end = {}, {}, {}
+    for label in VARIANTS:
+        seeds = sorted({seed for (lab, _), accs in by.items() if lab == label for seed in accs})
+        first_reach[label] = {seed: next((s for s in steps if by.get((label, s), {}).get(seed, -1) >= level), None)
+                              for seed in seeds}
+        for target, at in ((half_vs_full, half), (at_end, total)):
+            mine = by.get((label, at), {})
+            common = sorted(set(mine) & set(final))
+            if label == baseline and at == total or len(common) < 2:
+                continue
+            diff = paired_difference([mine[s] for s in common], [final[s] for s in common])
+            target[label] = (diff, verdict(f"{label} at step {at}", f"{baseline} at step {total}", diff))
+    return {"level": level, "total": total, "half": half, "first_reach": first_reach,
+            "half_vs_full": half_vs_full, "at_end": at_end, "kind": kind, "baseline": baseline}
+
+
+def format_race(result: dict) -> str:
+    """:func:`race` as sentences: the level, the step each seed first reaches it, the verdicts."""
+    lines = [f"{KIND_LABELS[result['kind']]}: the level is {result['baseline']}'s accuracy at the end of its "
+             f"{result['total']} steps, {result['level']:.1f} %"]
+    for label, seeds in result["first_reach"].items():
+        reached = ", ".join(f"seed {seed}: " + ("not within the budget" if s is None else f"step {s}")
+                            for seed, s in seeds.items())
+        lines.append(f"- {label} first reaches it at {reached}")
+    for label, (_, sentence) in result["half_vs_full"].items():
+        lines.append(f"- half the budget: {sentence}")
+    for label, (_, sentence) in result["at_end"].items():
+        lines.append(f"- the same budget: {sentence}")
+    return "\n".join(lines)
