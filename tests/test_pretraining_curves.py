@@ -86,3 +86,29 @@ def test_race_reads_the_level_the_first_step_and_the_half_budget():
     assert "71.0 %" in text and "seed 0: not within the budget" in text
     curves = pc.format_curves(_records(acc), "finetune")
     assert "step 1000" in curves.splitlines()[0] and len(curves.splitlines()) == 5
+
+
+def test_one_seed_is_paired_clip_by_clip():
+    records = []
+    for stem, correct in (("mam2_pixels", "1100" * 25), ("mam2_appmotion", "1110" * 25), ("mam2_motion", "1000" * 25)):
+        for step in (0, 500, 1000):
+            c = correct if step else "1000" * 25
+            records.append({"name": stem, "seed": 0, "step": step, "kind": "linear",
+                            "accuracy": c.count("1") / len(c), "correct": c})
+    result = pc.race(records, "linear")
+    assert result["level"] == pytest.approx(50.0)
+    diff, sentence = result["half_vs_full"]["appearance + motion"]
+    assert diff.mean == pytest.approx(25.0) and diff.low > 0  # every clip pixels gets right, it gets right too
+    table = pc.curve_table(records, "linear")
+    assert table["pixels"][1000].mean == pytest.approx(50.0) and table["pixels"][1000].low < 50.0
+    assert "one seed" in pc.format_curves(records, "linear")
+
+
+def test_trivial_losses_are_the_mean_squared_targets(tiny_mam2):
+    losses = pc.trivial_losses("mam2_appmotion", num_clips=4)
+    assert losses["loss_appearance"] == pytest.approx(1.0, abs=0.02)  # normalised patches: unit variance
+    assert 0 < losses["loss_motion"] < 1
+    zoo.build("mam2_appmotion")
+    assert set(pc.logged_losses("mam2_appmotion")) == {"loss_appearance", "loss_motion"}
+    line = pc.format_learning(["mam2_appmotion"], num_clips=4)
+    assert line.startswith("mam2_appmotion: appearance ") and ("trivial solution" in line)

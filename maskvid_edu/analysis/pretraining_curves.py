@@ -47,10 +47,11 @@ from .. import zoo
 from ..checkpoints import atomic_write
 from ..utils import read_json_lines
 from . import data_efficiency
-from .stats import Estimate, mean_ci, paired_difference, verdict
+from .stats import Estimate, bootstrap_ci, mean_ci, paired_difference, verdict
 
 __all__ = ["VARIANTS", "SEEDS", "KINDS", "NUM_LABELLED", "checkpoint_steps", "encoder_at", "measure",
-           "read_records", "curve_table", "format_curves", "race", "format_race"]
+           "read_records", "curve_table", "format_curves", "race", "format_race", "trivial_losses",
+           "logged_losses", "format_learning", "TRIVIAL_MARGIN"]
 
 VARIANTS = {"appearance + motion": "mam2_appmotion", "pixels": "mam2_pixels", "motion only": "mam2_motion"}
 """Label → zoo recipe stem (seed 0; ``_s1``, ``_s2`` for seeds 1 and 2)."""
@@ -159,14 +160,35 @@ def measure(names: Iterable[str], path: str | os.PathLike, *, kinds: Sequence[st
     return {"records": read_records(path), "skipped": skipped}
 
 
-def _by(records: Sequence[dict], kind: str) -> dict[tuple[str, int], dict[int, float]]:
-    """``{(variant label, step): {seed: accuracy in points}}`` for one kind."""
+def _by(records: Sequence[dict], kind: str) -> dict[tuple[str, int], dict[int, dict]]:
+    """``{(variant label, step): {seed: record}}`` for one kind."""
     stems = {f"{stem}{suffix}": label for label, stem in VARIANTS.items() for suffix in SEEDS}
     out: dict = {}
     for r in records:
         if r["kind"] == kind and r["name"] in stems:
-            out.setdefault((stems[r["name"]], r["step"]), {})[r["seed"]] = 100 * r["accuracy"]
+            out.setdefault((stems[r["name"]], r["step"]), {})[r["seed"]] = r
     return out
+
+
+def _estimate(runs: dict[int, dict]) -> Estimate | None:
+    """Accuracy in points: *t* over seeds for several runs, bootstrap over the test clips for one."""
+    if len(runs) >= 2:
+        return mean_ci([100 * r["accuracy"] for r in runs.values()])
+    if len(runs) == 1 and "correct" in next(iter(runs.values())):
+        return bootstrap_ci([100.0 * int(c) for c in next(iter(runs.values()))["correct"]])
+    return None
+
+
+def _difference(a: dict[int, dict], b: dict[int, dict]) -> Estimate | None:
+    """``a − b`` in points, paired: over the seeds both have (*t*), or, with one run each,
+    clip by clip over the shared test clips (bootstrap)."""
+    common = sorted(set(a) & set(b))
+    if len(common) >= 2:
+        return paired_difference([100 * a[s]["accuracy"] for s in common], [100 * b[s]["accuracy"] for s in common])
+    if len(a) == 1 and len(b) == 1 and all("correct" in next(iter(x.values())) for x in (a, b)):
+        ca, cb = next(iter(a.values()))["correct"], next(iter(b.values()))["correct"]
+        return paired_difference([100.0 * int(c) for c in ca], [100.0 * int(c) for c in cb], method="bootstrap")
+    return None
 
 
 def _cell(e: Estimate | None) -> str:
@@ -174,11 +196,12 @@ def _cell(e: Estimate | None) -> str:
 
 
 def curve_table(records: Sequence[dict], kind: str) -> dict[str, dict[int, Estimate | None]]:
-    """``{variant: {step: mean accuracy over seeds with its t interval}}`` (None under 2 seeds)."""
+    """``{variant: {step: accuracy with its interval}}``: *t* over seeds where there are several,
+    bootstrap over the test clips where there is one."""
     by = _by(records, kind)
     table: dict = {}
-    for (label, step), seeds in sorted(by.items(), key=lambda kv: kv[0][1]):
-        table.setdefault(label, {})[step] = mean_ci(list(seeds.values())) if len(seeds) >= 2 else None
+    for (label, step), runs in sorted(by.items(), key=lambda kv: kv[0][1]):
+        table.setdefault(label, {})[step] = _estimate(runs)
     return {label: table[label] for label in VARIANTS if label in table}
 
 
@@ -189,7 +212,9 @@ def format_curves(records: Sequence[dict], kind: str) -> str:
     lines = [f"{KIND_LABELS[kind]:<20}" + "".join(f"{'step ' + str(s):>22}" for s in steps)]
     for label, row in table.items():
         lines.append(f"{label:<20}" + "".join(f"{_cell(row.get(s)):>22}" for s in steps))
-    lines.append(f"(test accuracy in %, mean [95 % CI] over seeds; {NUM_LABELLED} labelled clips; chance 25 %)")
+    seeds = {r["seed"] for r in records if r["kind"] == kind}
+    over = f"t over {len(seeds)} seeds" if len(seeds) > 1 else "bootstrap over the test clips, one seed"
+    lines.append(f"(test accuracy in %, mean [95 % CI], {over}; {NUM_LABELLED} labelled clips; chance 25 %)")
     return "\n".join(lines)
 
 
@@ -207,23 +232,73 @@ def race(records: Sequence[dict], kind: str, *, baseline: str = "pixels") -> dic
     total = steps[-1]
     half = min(steps, key=lambda s: abs(s - total / 2))
     final = by.get((baseline, total), {})
-    if len(final) < 2:
-        raise ValueError(f"{baseline!r} has {len(final)} seed(s) at step {total}: a race needs ≥ 2")
-    level = sum(final.values()) / len(final)
+    if not final:
+        raise ValueError(f"{baseline!r} has no {kind!r} record at step {total}")
+    level = sum(100 * r["accuracy"] for r in final.values()) / len(final)
     first_reach, half_vs_full, at_end = {}, {}, {}
     for label in VARIANTS:
-        seeds = sorted({seed for (lab, _), accs in by.items() if lab == label for seed in accs})
-        first_reach[label] = {seed: next((s for s in steps if by.get((label, s), {}).get(seed, -1) >= level), None)
+        seeds = sorted({seed for (lab, _), runs in by.items() if lab == label for seed in runs})
+        first_reach[label] = {seed: next((s for s in steps if seed in by.get((label, s), {})
+                                          and 100 * by[label, s][seed]["accuracy"] >= level), None)
                               for seed in seeds}
         for target, at in ((half_vs_full, half), (at_end, total)):
-            mine = by.get((label, at), {})
-            common = sorted(set(mine) & set(final))
-            if label == baseline and at == total or len(common) < 2:
+            if label == baseline and at == total:
                 continue
-            diff = paired_difference([mine[s] for s in common], [final[s] for s in common])
-            target[label] = (diff, verdict(f"{label} at step {at}", f"{baseline} at step {total}", diff))
+            diff = _difference(by.get((label, at), {}), final)
+            if diff is not None:
+                target[label] = (diff, verdict(f"{label} at step {at}", f"{baseline} at step {total}", diff))
     return {"level": level, "total": total, "half": half, "first_reach": first_reach,
             "half_vs_full": half_vs_full, "at_end": at_end, "kind": kind, "baseline": baseline}
+
+
+def trivial_losses(name: str, num_clips: int = 64) -> dict[str, float]:
+    """The losses of a model that learnt nothing about the clips, for MAM2 recipe ``name``:
+    predicting 0 for every hidden token, i.e. the mean squared target, on the first
+    ``num_clips`` training clips (the mask picks tokens at random, so the mean over all tokens is
+    the expected loss over the hidden ones). For the normalised-pixel appearance target that is
+    ≈ 1 by construction (each patch has zero mean and unit variance); for the RGB differences it
+    is the motion energy of the data. A logged loss at this level means the decoder predicts the
+    trivial answer and the encoder's features are not being used."""
+    from ..targets import make_targets, motion_targets
+
+    model = zoo.fresh(name)
+    dataset = zoo.make_trainer(name, None).dataset
+    c = model.config
+    video = torch.stack([dataset[i]["video"] for i in range(min(num_clips, len(dataset)))])  # (B, C, T+1, H, W)
+    frames = video[:, :, : c.num_frames]  # (B, C, T, H, W): the encoder's frames
+    appearance = make_targets(frames.float(), "pixels_norm", c.tubelet, c.patch)  # (B, N, P)
+    motion = motion_targets(video, c.tubelet, c.patch, c.motion_normalization)  # (B, N, P)
+    return {"loss_appearance": float(appearance.pow(2).mean()), "loss_motion": float(motion.pow(2).mean())}
+
+
+def logged_losses(name: str) -> dict[str, float]:
+    """The last logged loss terms of committed zoo checkpoint ``name`` (its ``metrics.jsonl``)."""
+    last = read_json_lines(zoo.ZOO_DIR / name / "metrics.jsonl", ("step", "loss"))[-1]
+    return {k: float(v) for k, v in last.items() if k.startswith("loss_")}
+
+
+TRIVIAL_MARGIN = 0.02
+"""A logged loss above ``(1 − TRIVIAL_MARGIN)`` × the trivial loss has not left the trivial solution."""
+
+
+def format_learning(names: Sequence[str], num_clips: int = 64) -> str:
+    """One line per committed checkpoint: its last logged loss terms against
+    :func:`trivial_losses`, and whether each term has left the trivial solution."""
+    lines = []
+    for name in names:
+        trivial, logged = trivial_losses(name, num_clips), logged_losses(name)
+        w = zoo.load_zoo_recipe(name).get("model_overrides") or {}
+        parts, stuck = [], []
+        for term, weight in (("loss_appearance", w.get("w_appearance", 1.0)), ("loss_motion", w.get("w_motion", 1.0))):
+            ratio = logged[term] / trivial[term]
+            trained = "" if weight else ", not trained (weight 0)"
+            parts.append(f"{term[5:]} {logged[term]:.4f} vs {trivial[term]:.4f} ({ratio:.1%} of it{trained})")
+            if weight and ratio > 1 - TRIVIAL_MARGIN:
+                stuck.append(term[5:])
+        state = (f"at the trivial solution ({' and '.join(stuck)} not {TRIVIAL_MARGIN:.0%} below predicting 0)"
+                 if stuck else "below the trivial solution in every trained term")
+        lines.append(f"{name}: {'; '.join(parts)} → {state}")
+    return "\n".join(lines)
 
 
 def format_race(result: dict) -> str:
