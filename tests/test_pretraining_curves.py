@@ -110,5 +110,6 @@ def test_trivial_losses_are_the_mean_squared_targets(tiny_mam2):
     assert 0 < losses["loss_motion"] < 1
     zoo.build("mam2_appmotion")
     assert set(pc.logged_losses("mam2_appmotion")) == {"loss_appearance", "loss_motion"}
+    assert pc.first_step_below("mam2_appmotion", 1e9) == 2 and pc.first_step_below("mam2_appmotion", -1.0) is None
     line = pc.format_learning(["mam2_appmotion"], num_clips=4)
     assert line.startswith("mam2_appmotion: appearance ") and ("trivial solution" in line)

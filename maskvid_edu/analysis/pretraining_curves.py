@@ -51,7 +51,8 @@ from .stats import Estimate, bootstrap_ci, mean_ci, paired_difference, verdict
 
 __all__ = ["VARIANTS", "SEEDS", "KINDS", "NUM_LABELLED", "checkpoint_steps", "encoder_at", "measure",
            "read_records", "curve_table", "format_curves", "race", "format_race", "trivial_losses",
-           "logged_losses", "format_learning", "TRIVIAL_MARGIN"]
+           "logged_losses", "format_learning", "TRIVIAL_MARGIN",
+           "first_step_below"]
 
 VARIANTS = {"appearance + motion": "mam2_appmotion", "pixels": "mam2_pixels", "motion only": "mam2_motion"}
 """Label → zoo recipe stem (seed 0; ``_s1``, ``_s2`` for seeds 1 and 2)."""
@@ -299,6 +300,15 @@ def format_learning(names: Sequence[str], num_clips: int = 64) -> str:
                  if stuck else "below the trivial solution in every trained term")
         lines.append(f"{name}: {'; '.join(parts)} → {state}")
     return "\n".join(lines)
+
+
+def first_step_below(name: str, level: float, term: str = "loss") -> int | None:
+    """The first logged step at which committed checkpoint ``name``'s ``term`` is below
+    ``level`` (None if it never is): when a run left a plateau."""
+    for r in read_json_lines(zoo.ZOO_DIR / name / "metrics.jsonl", ("step", term)):
+        if r[term] < level:
+            return int(r["step"])
+    return None
 
 
 def format_race(result: dict) -> str:
