@@ -1,0 +1,49 @@
+"""Chapter 6's table of every zoo encoder (analysis.downstream_table): each cell read from the
+record it names, intervals of the right kind, and what has no record listed, never filled in."""
+
+import json
+
+import pytest
+
+from maskvid_edu import zoo
+from maskvid_edu.analysis import downstream_table as dt
+
+
+def _write(path, records):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_rows_come_from_the_records_and_missing_cells_are_listed(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path / "zoo")
+    jf = {f"seq{i}": 60.0 + i for i in range(10)}
+    _write(tmp_path / "prop.jsonl", [{"encoder": "videomae_tube90", "init": "pretrained", "scores": jf},
+                                     {"encoder": "videomac_sparse", "init": "random", "scores": jf}])
+    steps = zoo.load_zoo_recipe("videomae_tube90")["train"]["steps"]
+    _write(tmp_path / "frozen.jsonl", [
+        {"name": "videomae_tube90", "seed": 0, "step": steps, "kind": "linear", "accuracy": 0.75, "correct": "1110" * 4},
+        {"name": "videomae_tube90", "seed": 0, "step": 0, "kind": "knn", "accuracy": 0.25, "correct": "1000" * 4}])
+    _write(tmp_path / "zoo" / "videomae_tube90" / "finetune.jsonl", [
+        {"init": init, "num_labelled": 512, "seed": s, "steps": 400, "accuracy": acc + 0.01 * s}
+        for s in range(3) for init, acc in (("pretrained", 0.9), ("random", 0.3))]
+        + [{"init": "pretrained", "num_labelled": 128, "seed": 0, "steps": 400, "accuracy": 0.1}])
+    final = zoo.load_zoo_recipe("mam2_pixels")["train"]["steps"]
+    _write(tmp_path / "curves.jsonl", [
+        {"name": "mam2_pixels", "seed": 0, "step": final, "kind": "finetune", "accuracy": 0.5, "correct": "10" * 8}])
+    table = dt.downstream_rows(propagation=tmp_path / "prop.jsonl", frozen=tmp_path / "frozen.jsonl",
+                               curves=tmp_path / "curves.jsonl")
+    rows = table["rows"]
+    tube = rows["VideoMAE, tube 0.9"]
+    assert tube["J&F"].mean == pytest.approx(64.5)
+    assert tube["linear probe"].mean == pytest.approx(75.0) and tube["k-NN"] is None
+    assert tube["fine-tune"].mean == pytest.approx(91.0)  # t over the 3 seeds at 512 clips, not the 128-clip run
+    assert rows["ViT at random init"]["fine-tune"].mean == pytest.approx(31.0)
+    assert rows["ViT at random init"]["k-NN"].mean == pytest.approx(25.0)
+    assert rows["MAM2 pixels, 1k steps"]["fine-tune"].mean == pytest.approx(50.0)  # one run: bootstrap over clips
+    assert set(rows["VideoMAC ConvNet"]) == {"J&F"} and rows["VideoMAC ConvNet"]["J&F"] is None
+    assert rows["ConvNet at random init"]["J&F"] is not None
+    assert ("VideoMAE, tube 0.9", "k-NN") in table["missing"] and ("VideoMAC ConvNet", "J&F") in table["missing"]
+    text = dt.format_downstream(table)
+    assert "n/a" in text and "no record yet:" in text
+    leaders = dt.format_leaders(table)
+    assert leaders.splitlines()[-1].startswith("fine-tune: highest VideoMAE, tube 0.9, 91.0")
