@@ -113,3 +113,15 @@ def test_trivial_losses_are_the_mean_squared_targets(tiny_mam2):
     assert pc.first_step_below("mam2_appmotion", 1e9) == 2 and pc.first_step_below("mam2_appmotion", -1.0) is None
     line = pc.format_learning(["mam2_appmotion"], num_clips=4)
     assert line.startswith("mam2_appmotion: appearance ") and ("trivial solution" in line)
+
+
+def test_cli_zoo_curves_measures_and_names_bad_input(tiny_mam2, capsys):
+    from maskvid_edu.cli import main
+
+    zoo.build("mam2_appmotion")
+    out = tiny_mam2 / "c.jsonl"
+    assert main(["zoo", "curves", "mam2_appmotion", "--kinds", "linear", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "3 records in" in text and "linear probe" in text
+    assert main(["zoo", "curves", "nope", "--out", str(out)]) == 2
+    assert "no zoo recipe 'nope'" in capsys.readouterr().err

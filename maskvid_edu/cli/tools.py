@@ -208,8 +208,10 @@ def _zoo_curves(args: argparse.Namespace) -> None:
     result = pretraining_curves.measure(args.names, Path(args.out), kinds=args.kinds,
                                         finetune_steps=args.finetune_steps)
     print(f"{len(result['records'])} records in {args.out}; {len(result['skipped'])} checkpoint(s) skipped")
-    for kind in args.kinds:
-        print(pretraining_curves.format_curves(result["records"], kind))
+    stems = tuple(pretraining_curves.VARIANTS.values())
+    if any(name.startswith(stems) for name in args.names):  # the MAM2 race: its table per kind
+        for kind in args.kinds:
+            print(pretraining_curves.format_curves(result["records"], kind))
 
 
 def add_zoo(sub) -> None:
