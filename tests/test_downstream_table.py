@@ -22,7 +22,9 @@ def test_rows_come_from_the_records_and_missing_cells_are_listed(tmp_path, monke
     steps = zoo.load_zoo_recipe("videomae_tube90")["train"]["steps"]
     _write(tmp_path / "frozen.jsonl", [
         {"name": "videomae_tube90", "seed": 0, "step": steps, "kind": "linear", "accuracy": 0.75, "correct": "1110" * 4},
-        {"name": "videomae_tube90", "seed": 0, "step": 0, "kind": "knn", "accuracy": 0.25, "correct": "1000" * 4}])
+        {"name": "videomae_tube90", "seed": 0, "step": 0, "kind": "knn", "accuracy": 0.25, "correct": "1000" * 4},
+        {"name": "videomac_sparse", "seed": 0, "step": zoo.load_zoo_recipe("videomac_sparse")["train"]["steps"],
+         "kind": "linear", "accuracy": 0.5, "correct": "1100" * 4}])
     _write(tmp_path / "zoo" / "videomae_tube90" / "finetune.jsonl", [
         {"init": init, "num_labelled": 512, "seed": s, "steps": 400, "accuracy": acc + 0.01 * s}
         for s in range(3) for init, acc in (("pretrained", 0.9), ("random", 0.3))]
@@ -40,7 +42,10 @@ def test_rows_come_from_the_records_and_missing_cells_are_listed(tmp_path, monke
     assert rows["ViT at random init"]["fine-tune"].mean == pytest.approx(31.0)
     assert rows["ViT at random init"]["k-NN"].mean == pytest.approx(25.0)
     assert rows["MAM2 pixels, 1k steps"]["fine-tune"].mean == pytest.approx(50.0)  # one run: bootstrap over clips
-    assert set(rows["VideoMAC ConvNet"]) == {"J&F"} and rows["VideoMAC ConvNet"]["J&F"] is None
+    # a frame encoder: probed, never fine-tuned as a clip classifier (no fine-tune cell at all)
+    assert set(rows["VideoMAC ConvNet"]) == {"J&F", "linear probe", "k-NN"}
+    assert rows["VideoMAC ConvNet"]["J&F"] is None and rows["VideoMAC ConvNet"]["k-NN"] is None
+    assert rows["VideoMAC ConvNet"]["linear probe"].mean == pytest.approx(50.0)
     assert rows["ConvNet at random init"]["J&F"] is not None
     assert ("VideoMAE, tube 0.9", "k-NN") in table["missing"] and ("VideoMAC ConvNet", "J&F") in table["missing"]
     text = dt.format_downstream(table)

@@ -125,3 +125,23 @@ def test_cli_zoo_curves_measures_and_names_bad_input(tiny_mam2, capsys):
     assert "3 records in" in text and "linear probe" in text
     assert main(["zoo", "curves", "nope", "--out", str(out)]) == 2
     assert "no zoo recipe 'nope'" in capsys.readouterr().err
+
+
+def test_a_frame_encoder_is_probed_per_frame_and_never_fine_tuned():
+    """VideoMAC's ConvNet reads frames: wrapped so a clip gives one feature vector (frames
+    averaged), and refused as a fine-tuning start before anything is measured."""
+    import torch
+
+    from maskvid_edu.evaluate.probe import FrameEncoder
+
+    assert pc.frame_encoder("videomac_sparse") and not pc.frame_encoder("videomae_tube90")
+    encoder = pc.encoder_at("videomac_sparse", 0)
+    assert isinstance(encoder, FrameEncoder)
+    video = torch.randn(2, 3, 8, 64, 64)  # (B, C, T, H, W): a task clip
+    with torch.no_grad():
+        features = encoder.forward_features(video)  # (B, C'): one vector per clip
+        frames = encoder.encoder(video[0].transpose(0, 1))  # (T, C', h, w): clip 0 frame by frame
+    assert features.shape == (2, encoder.num_features)
+    torch.testing.assert_close(features[0], frames.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="frame encoders.*not fine-tuned"):
+        pc.measure(["videomac_sparse"], "unused.jsonl", kinds=("linear", "finetune"))

@@ -19,9 +19,12 @@ The VideoMAE encoders have one pre-training run (8 000 steps), fine-tuned with s
 interval over the seeds); the MAM2 encoders one pre-training run of 1 000 steps each, fine-tuned
 once with seed 0 (bootstrap over the test clips; chapter 5 shows these runs have not left the
 predict-nothing loss). The labelled clips of seed 0 are the same for all. J&F and the
-probes read the seed-0 checkpoint. The VideoMAC ConvNet encodes frames: the paper evaluates it
-by propagation only, and its row has J&F alone. Nothing here trains: the rows are read from
-the record files, and a measure with no record is shown as ``—`` and listed as missing.
+probes read the seed-0 checkpoint. The VideoMAC ConvNet encodes frames (the paper evaluates
+it by propagation only): its probes read each frame's last map averaged over space and then
+over the clip (:func:`~maskvid_edu.analysis.pretraining_curves.encoder_at`), which keeps where
+the object was but not in which order, and it is not fine-tuned as a clip classifier (``n/a``).
+Nothing here trains: the rows are read from the record files, and a measure with no record is
+shown as ``—`` and listed as missing.
 """
 
 from __future__ import annotations
@@ -95,10 +98,10 @@ def downstream_rows(*, propagation: str | Path | None = None, frozen: str | Path
         convnet = name.startswith("videomac")
         key = (name, "random" if random else "pretrained")
         row = {"J&F": bootstrap_ci(list(jf[key].values())) if key in jf else None}
+        step = 0 if random else zoo.load_zoo_recipe(name)["train"]["steps"]
+        row["linear probe"] = _frozen(probes, name, step, "linear")
+        row["k-NN"] = _frozen(probes, name, step, "knn")
         if not convnet:
-            step = 0 if random else zoo.load_zoo_recipe(name)["train"]["steps"]
-            row["linear probe"] = _frozen(probes, name, step, "linear")
-            row["k-NN"] = _frozen(probes, name, step, "knn")
             row["fine-tune"] = _finetune(name, curve_records, random)
         rows[label] = row
         missing += [(label, c) for c, v in row.items() if v is None]
@@ -115,7 +118,8 @@ def format_downstream(table: dict) -> str:
         lines.append(f"{label:<28}" + "".join(f"{cell(row[c]) if c in row else 'n/a':>22}" for c in COLUMNS))
     lines.append("(J&F in points, bootstrap over 128 sequences; probes: accuracy in %, bootstrap over 512 test "
                  "clips; fine-tune: accuracy in %, t over 3 seeds, or bootstrap over the test clips for a single "
-                 "run (MAM2); chance 25 %; n/a: a frame encoder, evaluated by propagation only; 1k steps: "
+                 "run (MAM2); chance 25 %; ConvNet probes: per-frame features averaged over the clip; n/a: "
+                 "a frame encoder is not fine-tuned as a clip classifier here; 1k steps: "
                  "1 000 pre-training steps, against 8 000 for VideoMAE — see chapter 5)")
     if table["missing"]:
         lines.append("no record yet: " + "; ".join(f"{label} / {c}" for label, c in table["missing"]))

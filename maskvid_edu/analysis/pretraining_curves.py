@@ -45,12 +45,13 @@ import torch
 
 from .. import zoo
 from ..checkpoints import atomic_write
+from ..evaluate.probe import FrameEncoder
 from ..utils import read_json_lines
 from . import data_efficiency
 from .stats import Estimate, bootstrap_ci, mean_ci, paired_difference, verdict
 
 __all__ = ["VARIANTS", "SEEDS", "KINDS", "NUM_LABELLED", "checkpoint_steps", "encoder_at", "measure",
-           "read_records", "curve_table", "format_curves", "race", "format_race", "trivial_losses",
+           "read_records", "frame_encoder", "curve_table", "format_curves", "race", "format_race", "trivial_losses",
            "logged_losses", "format_learning", "TRIVIAL_MARGIN",
            "first_step_below"]
 
@@ -70,17 +71,27 @@ def checkpoint_steps(name: str) -> list[int]:
     return [0, *recipe["zoo"].get("snapshots", []), int(recipe["train"]["steps"])]
 
 
+def frame_encoder(name: str) -> bool:
+    """Whether zoo recipe ``name`` pre-trains an image (frame) encoder: VideoMAC's ConvNets."""
+    return zoo.load_zoo_recipe(name)["method"] == "videomac"
+
+
 def encoder_at(name: str, step: int):
     """The encoder of zoo recipe ``name`` after ``step`` pre-training steps: its initialisation
-    (0), a snapshot, or the committed weights (the last step)."""
+    (0), a snapshot, or the committed weights (the last step). A frame encoder comes wrapped
+    in :class:`~maskvid_edu.evaluate.probe.FrameEncoder`: each frame's last map averaged over
+    space, then over the frames — so its clip features keep *where* things were, not in which
+    order, which is all a frame encoder offers a clip-level probe."""
     steps = checkpoint_steps(name)
     if step not in steps:
         raise ValueError(f"zoo recipe {name!r} is read at steps {steps}, not {step!r}")
     if step == 0:
-        return zoo.fresh(name).encoder
-    if step == steps[-1]:
-        return zoo.load(name).encoder
-    return zoo.load(name, snapshot=step).encoder
+        encoder = zoo.fresh(name).encoder
+    elif step == steps[-1]:
+        encoder = zoo.load(name).encoder
+    else:
+        encoder = zoo.load(name, snapshot=step).encoder
+    return FrameEncoder(encoder) if frame_encoder(name) else encoder
 
 
 def _sha(encoder) -> str:
@@ -118,6 +129,11 @@ def measure(names: Iterable[str], path: str | os.PathLike, *, kinds: Sequence[st
     path = Path(path)
     test = data_efficiency.task_clips(data_efficiency.TEST_CLIPS, data_efficiency.TEST_SEED)
     skipped = []
+    if "finetune" in kinds:
+        frames = [name for name in names if frame_encoder(name)]
+        if frames:
+            raise ValueError(f"{frames} pre-train frame encoders: they are probed (kinds linear, "
+                             "knn) and propagated, not fine-tuned as clip classifiers")
     for name in names:
         seed = zoo.load_zoo_recipe(name)["zoo"]["seed"]
         labelled = data_efficiency.task_clips(NUM_LABELLED, data_efficiency.LABELLED_SEED + seed)
