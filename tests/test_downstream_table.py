@@ -47,6 +47,7 @@ def test_rows_come_from_the_records_and_missing_cells_are_listed(tmp_path, monke
     assert rows["VideoMAC ConvNet"]["J&F"] is None and rows["VideoMAC ConvNet"]["k-NN"] is None
     assert rows["VideoMAC ConvNet"]["linear probe"].mean == pytest.approx(50.0)
     assert rows["ConvNet at random init"]["J&F"] is not None
+    assert rows[dt.COPY_ROW] == {"J&F": None} and (dt.COPY_ROW, "J&F") in table["missing"]
     assert ("VideoMAE, tube 0.9", "k-NN") in table["missing"] and ("VideoMAC ConvNet", "J&F") in table["missing"]
     text = dt.format_downstream(table)
     assert "n/a" in text and "no record yet:" in text

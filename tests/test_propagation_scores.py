@@ -82,3 +82,27 @@ def test_committed_records_cover_the_chapters_encoders():
     assert {len(s) for s in scores.values()} == {ps.SEQUENCES["num_samples"]}
     for (name, init), s in scores.items():
         assert init in ("pretrained", "random") and all(0 <= v <= 100 for v in s.values()), name
+
+
+def test_the_copy_baseline_scores_a_still_object_perfectly_and_a_moving_one_less(tmp_path):
+    """Copying the first mask is exact while nothing moves and loses as the object leaves its
+    first position; recorded beside the encoders under its own key, kept on resume."""
+    from maskvid_edu.evaluate.davis import sequence_jf
+
+    root = ps.heldout_sequences(tmp_path / "davis", **SMALL)
+    path = tmp_path / "propagation.jsonl"
+    scores = ps.score_encoders({ps.COPY_FIRST_FRAME: None}, path, root, verbose=False)
+    copied = scores[ps.COPY_FIRST_FRAME]
+    assert sorted(copied) == list_davis_sequences(root)
+    # by hand: a still object (its mask repeated) is perfect, one shifted by 8 pixels is not
+    mask = torch.zeros(4, 64, 64, dtype=torch.long)
+    mask[:, 20:40, 20:40] = 1  # (T, H, W): one object
+    moved = mask.clone()
+    moved[1:] = torch.roll(mask[1:], 8, dims=2)
+    still = sequence_jf({"still": (mask, mask[:1].expand_as(mask).clone())})["sequences"]["still"]
+    shifted = sequence_jf({"moved": (moved, moved[:1].expand_as(moved).clone())})["sequences"]["moved"]
+    assert still["J&F"] == pytest.approx(1.0) and shifted["J&F"] < 0.9
+    # the synthetic shapes move: copying is not perfect on every sequence
+    assert min(copied.values()) < 100
+    again = ps.score_encoders({ps.COPY_FIRST_FRAME: None, ("a", "random"): _convnet}, path, root, verbose=False)
+    assert again[ps.COPY_FIRST_FRAME] == copied and ("a", "random") in again

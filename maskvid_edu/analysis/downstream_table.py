@@ -23,6 +23,7 @@ probes read the seed-0 checkpoint. The VideoMAC ConvNet encodes frames (the pape
 it by propagation only): its probes read each frame's last map averaged over space and then
 over the clip (:func:`~maskvid_edu.analysis.pretraining_curves.encoder_at`), which keeps where
 the object was but not in which order, and it is not fine-tuned as a clip classifier (``n/a``).
+The last row is no encoder at all: the first frame's mask copied to every frame, the J&F floor.
 Nothing here trains: the rows are read from the record files, and a measure with no record is
 shown as ``—`` and listed as missing.
 """
@@ -36,7 +37,7 @@ from .. import zoo
 from . import data_efficiency, pretraining_curves, propagation_scores
 from .stats import Estimate, bootstrap_ci, mean_ci
 
-__all__ = ["ENCODERS", "COLUMNS", "downstream_rows", "format_downstream", "format_leaders"]
+__all__ = ["ENCODERS", "COLUMNS", "COPY_ROW", "downstream_rows", "format_downstream", "format_leaders"]
 
 ENCODERS = {
     "VideoMAE, tube 0.9": "videomae_tube90",
@@ -55,6 +56,9 @@ ENCODERS = {
 
 RANDOM_TWIN = {"ViT at random init": "videomae_tube90", "ConvNet at random init": "videomac_sparse"}
 COLUMNS = ("J&F", "linear probe", "k-NN", "fine-tune")
+COPY_ROW = "copy first mask (no encoder)"
+"""The last row: J&F of copying the first frame's mask to every frame, the floor any encoder's
+propagation must clear (:func:`~maskvid_edu.analysis.propagation_scores.copy_first_frame_scores`)."""
 
 
 def _frozen(records: Sequence[dict], name: str, step: int, kind: str) -> Estimate | None:
@@ -105,6 +109,10 @@ def downstream_rows(*, propagation: str | Path | None = None, frozen: str | Path
             row["fine-tune"] = _finetune(name, curve_records, random)
         rows[label] = row
         missing += [(label, c) for c, v in row.items() if v is None]
+    copied = jf.get(propagation_scores.COPY_FIRST_FRAME)
+    rows[COPY_ROW] = {"J&F": bootstrap_ci(list(copied.values())) if copied else None}
+    if copied is None:
+        missing.append((COPY_ROW, "J&F"))
     return {"rows": rows, "missing": missing}
 
 
@@ -119,7 +127,8 @@ def format_downstream(table: dict) -> str:
     lines.append("(J&F in points, bootstrap over 128 sequences; probes: accuracy in %, bootstrap over 512 test "
                  "clips; fine-tune: accuracy in %, t over 3 seeds, or bootstrap over the test clips for a single "
                  "run (MAM2); chance 25 %; ConvNet probes: per-frame features averaged over the clip; n/a: "
-                 "a frame encoder is not fine-tuned as a clip classifier here; 1k steps: "
+                 "a frame encoder is not fine-tuned as a clip classifier here, nor the no-encoder baseline "
+                 "probed; 1k steps: "
                  "1 000 pre-training steps, against 8 000 for VideoMAE — see chapter 5)")
     if table["missing"]:
         lines.append("no record yet: " + "; ".join(f"{label} / {c}" for label, c in table["missing"]))

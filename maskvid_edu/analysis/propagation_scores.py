@@ -31,15 +31,15 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..checkpoints import atomic_write
-from ..data.davis import list_davis_sequences, write_davis_dataset
+from ..data.davis import list_davis_sequences, read_davis_sequence, write_davis_dataset
 from ..data.synthetic import SyntheticConfig, SyntheticVideoDataset
-from ..evaluate.davis import evaluate_davis
+from ..evaluate.davis import evaluate_davis, sequence_jf
 from ..evaluate.propagation import PropagationConfig
 from ..utils import read_json_lines
 from .stats import Estimate, bootstrap_ci, mean_ci, paired_difference, verdict
 
 __all__ = ["SEQUENCE_SEED", "SEQUENCES", "SIZE", "CONVNET_STAGE", "heldout_sequences", "sequence_scores",
-           "score_encoders", "read_scores", "jf_estimate", "compare", "format_comparisons",
+           "score_encoders", "read_scores", "COPY_FIRST_FRAME", "copy_first_frame_scores", "jf_estimate", "compare", "format_comparisons",
            "VIDEOMAC_ABLATIONS", "ZOO_SEEDS", "videomac_comparisons"]
 
 SEQUENCE_SEED = 4000
@@ -81,6 +81,21 @@ def sequence_scores(encoder, root: str | os.PathLike, *, device="cpu") -> dict[s
     return {name: 100 * float(s["J&F"]) for name, s in sorted(result["sequences"].items())}
 
 
+COPY_FIRST_FRAME = ("copy_first_frame", "baseline")
+"""Record key of the no-encoder baseline (:func:`copy_first_frame_scores`)."""
+
+
+def copy_first_frame_scores(root: str | os.PathLike) -> dict[str, float]:
+    """``{sequence: J&F in points}`` of predicting the first frame's mask for every frame — no
+    features at all. An encoder's propagation is worth something on these sequences only where
+    it beats this: an object that barely moves is segmented as well by copying."""
+    pairs = {}
+    for name in list_davis_sequences(root):
+        _, gt = read_davis_sequence(root, name)  # gt: (T, H, W) instance ids
+        pairs[name] = (gt, gt[:1].expand_as(gt).clone())  # (T, H, W): frame 0's mask everywhere
+    return {name: 100 * float(s["J&F"]) for name, s in sorted(sequence_jf(pairs)["sequences"].items())}
+
+
 def read_scores(path: str | os.PathLike) -> dict[tuple[str, str], dict[str, float]]:
     """``{(encoder, init): {sequence: J&F}}`` from a records file (``{}`` when it is missing).
     A line that is not such a record raises ValueError naming the file and the line."""
@@ -90,15 +105,16 @@ def read_scores(path: str | os.PathLike) -> dict[tuple[str, str], dict[str, floa
 def score_encoders(encoders: dict[tuple[str, str], object], path: str | os.PathLike, root: str | os.PathLike,
                    *, verbose: bool = True) -> dict[tuple[str, str], dict[str, float]]:
     """Score every ``(name, init) → encoder factory`` not yet in ``path`` and add its record at
-    once (atomically). ``root`` is the held-out export (:func:`heldout_sequences`). Returns all
-    scores of the file."""
+    once (atomically); a factory ``None`` scores the no-encoder baseline
+    (:func:`copy_first_frame_scores`, key :data:`COPY_FIRST_FRAME`). ``root`` is the held-out
+    export (:func:`heldout_sequences`). Returns all scores of the file."""
     path = Path(path)
     for key, factory in encoders.items():
         if key in read_scores(path):
             continue
         start = time.perf_counter()
-        scores = sequence_scores(factory(), root)
-        records = [{"encoder": k[0], "init": k[1], "scores": v} for k, v in read_scores(path).items()]
+        scores = copy_first_frame_scores(root) if factory is None else sequence_scores(factory(), root)
+        records = [r for r in read_json_lines(path, ("encoder", "init", "scores"))]
         records.append({"encoder": key[0], "init": key[1], "scores": scores,
                         "wall_s": round(time.perf_counter() - start, 1)})
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(records, key=lambda r: (r["encoder"], r["init"])))

@@ -193,6 +193,10 @@ def _zoo_propagate(args: argparse.Namespace) -> None:
         encoders[name, "pretrained"] = lambda name=name: zoo.load(name).encoder
         if args.random:
             encoders[name, "random"] = lambda name=name: zoo.fresh(name).encoder
+    if args.copy_first_frame:
+        encoders[propagation_scores.COPY_FIRST_FRAME] = None  # no encoder: the first mask, copied
+    if not encoders:
+        raise ValueError("zoo propagate: name at least one zoo recipe, or pass --copy-first-frame")
     root = propagation_scores.heldout_sequences(args.sequences)
     out = Path(args.out)
     scores = propagation_scores.score_encoders(encoders, out, root)
@@ -237,8 +241,10 @@ def add_zoo(sub) -> None:
                         description="Chapter 4's and 6's propagation measurements (maskvid_edu.analysis."
                                     "propagation_scores): DINO's protocol on a 16 × 16 feature grid, one record "
                                     "of per-sequence J&F per encoder, resumable.")
-    g.add_argument("names", nargs="+", help="built zoo recipes (e.g. videomac_sparse videomae_tube90)")
+    g.add_argument("names", nargs="*", help="built zoo recipes (e.g. videomac_sparse videomae_tube90)")
     g.add_argument("--random", action="store_true", help="also score each recipe's model at its initialisation")
+    g.add_argument("--copy-first-frame", action="store_true",
+                   help="also score the no-encoder baseline: the first frame's mask copied to every frame")
     g.add_argument("--sequences", default="runs/heldout_davis",
                    help="where the held-out DAVIS-layout export is written once (default: runs/heldout_davis)")
     g.add_argument("--out", default=str(zoo.ZOO_DIR / "propagation.jsonl"),

@@ -26,7 +26,8 @@ from .finetune import VideoClassifier
 from .metrics import davis_jf
 from .propagation import FeatureExtractor, PropagationConfig, propagate_masks, write_davis_masks
 
-__all__ = ["downstream_encoder", "load_pretrained", "encoder_stride", "propagation_extractor", "evaluate_davis"]
+__all__ = ["downstream_encoder", "load_pretrained", "encoder_stride", "propagation_extractor", "evaluate_davis",
+           "sequence_jf"]
 
 
 def downstream_encoder(model):
@@ -153,14 +154,22 @@ def evaluate_davis(encoder, root, out_dir=None, config=None, *, split: str = "va
             predictions[name] = pred
     finally:
         encoder.train(was_training)
+    scores = sequence_jf(pairs)
+    scores["predictions"] = predictions
+    return scores
+
+
+def sequence_jf(pairs: dict) -> dict:
+    """:func:`~maskvid_edu.evaluate.metrics.davis_jf` of ``{sequence: (truth (T, H, W),
+    prediction (T, H, W))}`` plus ``"sequences"``: ``{name: {"J&F", "J", "F"}}``, each the mean
+    over the sequence's objects (a sequence whose first mask has no object is left out)."""
     scores = davis_jf(pairs)
     per_sequence = {}
-    for name in names:
+    for name in pairs:
         objs = [v for k, v in scores["per_object"].items() if k.rsplit("_", 1)[0] == name]
         if objs:
             j = float(np.mean([o["J"] for o in objs]))
             f = float(np.mean([o["F"] for o in objs]))
             per_sequence[name] = {"J&F": (j + f) / 2, "J": j, "F": f}
     scores["sequences"] = per_sequence
-    scores["predictions"] = predictions
     return scores
