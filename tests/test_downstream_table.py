@@ -53,3 +53,14 @@ def test_rows_come_from_the_records_and_missing_cells_are_listed(tmp_path, monke
     assert "n/a" in text and "no record yet:" in text
     leaders = dt.format_leaders(table)
     assert leaders.splitlines()[-1].startswith("fine-tune: highest VideoMAE, tube 0.9, 91.0")
+
+
+def test_agreement_ranks_the_encoders_that_have_both_columns():
+    rows = {f"e{i}": {"J&F": dt.bootstrap_ci([60.0 + i, 61.0 + i]), "fine-tune": dt.bootstrap_ci([90.0 - i] * 2)}
+            for i in range(5)}
+    rows["e5"] = {"J&F": dt.bootstrap_ci([1.0, 2.0])}  # no fine-tune: left out
+    rows[dt.COPY_ROW] = {"J&F": dt.bootstrap_ci([99.0, 99.0])}  # no encoder: left out
+    table = {"rows": rows, "missing": []}
+    e = dt.column_agreement(table, "J&F", "fine-tune")
+    assert e.n == 5 and e.mean == pytest.approx(-1.0)
+    assert "opposite orders" in dt.format_agreement(table, [("J&F", "fine-tune")])

@@ -14,6 +14,7 @@ from maskvid_edu.analysis.stats import (
     mean_ci,
     normal_quantile,
     paired_difference,
+    rank_correlation,
     t_quantile,
     verdict,
 )
@@ -122,3 +123,17 @@ def test_verdict_states_the_interval_of_the_gap_it_names():
     assert (low, high) == pytest.approx((-lower_wins.high, -lower_wins.low), abs=0.05)
     falls = verdict("random", "tube", lower_wins)  # higher is better: a falls behind by the same gap
     assert falls.endswith(text.split(", ", 1)[1])
+
+
+def test_rank_correlation_matches_scipy_with_ties_and_has_a_seeded_interval():
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 5, size=12).astype(float)  # many ties
+    b = a + rng.normal(0, 2, size=12)
+    e = rank_correlation(a, b)
+    assert e.mean == pytest.approx(sps.spearmanr(a, b).statistic, abs=1e-12)
+    assert e.low <= e.mean <= e.high and e.n == 12 and e == rank_correlation(a, b)
+    assert rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]).mean == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="paired values, got 3 and 4"):
+        rank_correlation([1, 2, 3], [1, 2, 3, 4])
+    with pytest.raises(ValueError, match="at least 3 pairs"):
+        rank_correlation([1, 2], [2, 1])

@@ -35,9 +35,10 @@ from typing import Sequence
 
 from .. import zoo
 from . import data_efficiency, pretraining_curves, propagation_scores
-from .stats import Estimate, bootstrap_ci, mean_ci
+from .stats import Estimate, bootstrap_ci, mean_ci, rank_correlation
 
-__all__ = ["ENCODERS", "COLUMNS", "COPY_ROW", "downstream_rows", "format_downstream", "format_leaders"]
+__all__ = ["ENCODERS", "COLUMNS", "COPY_ROW", "downstream_rows", "format_downstream", "format_leaders",
+           "column_agreement", "format_agreement"]
 
 ENCODERS = {
     "VideoMAE, tube 0.9": "videomae_tube90",
@@ -150,3 +151,30 @@ def format_leaders(table: dict) -> str:
         lines.append(f"{column}: highest {best}, {top.mean:.1f} [{top.low:.1f}, {top.high:.1f}]; "
                      + (f"not separated from it: {', '.join(tied)}" if tied else "above every other row's interval"))
     return "\n".join(lines)
+
+
+def column_agreement(table: dict, a: str, b: str) -> Estimate:
+    """Spearman's ρ between columns ``a`` and ``b`` over the encoders that have both (the
+    baseline row has no encoder and is left out), with a bootstrap interval over encoders: do
+    the two yardsticks rank the zoo alike?"""
+    pairs = [(row[a].mean, row[b].mean) for label, row in table["rows"].items()
+             if label != COPY_ROW and row.get(a) is not None and row.get(b) is not None]
+    return rank_correlation([x for x, _ in pairs], [y for _, y in pairs])
+
+
+def format_agreement(table: dict, pairs: Sequence[tuple[str, str]] = (("J&F", "fine-tune"), ("J&F", "linear probe"),
+                                                                       ("linear probe", "fine-tune"))) -> str:
+    """One line per pair of columns: ρ with its interval and what it says, computed."""
+    lines = []
+    for a, b in pairs:
+        e = column_agreement(table, a, b)
+        if e.low > 0:
+            reading = "they rank the encoders alike"
+        elif e.high < 0:
+            reading = "they rank the encoders in opposite orders"
+        else:
+            reading = "no agreement or disagreement resolvable"
+        lines.append(f"{a} against {b}: Spearman ρ = {e.mean:+.2f}, 95 % CI [{e.low:+.2f}, {e.high:+.2f}] "
+                     f"over {e.n} encoders: {reading}")
+    return "\n".join(lines)
+

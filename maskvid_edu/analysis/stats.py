@@ -40,6 +40,7 @@ __all__ = [
     "t_quantile",
     "normal_quantile",
     "mean_ci",
+    "rank_correlation",
     "bootstrap_ci",
     "paired_difference",
     "difference",
@@ -278,3 +279,48 @@ def verdict(name_a: str, name_b: str, diff: Estimate, *, unit: str = "points", d
     # the sentence states a size, |a − b|: its interval is that of |a − b| too (flipped when a < b)
     low, high = (diff.low, diff.high) if diff.mean > 0 else (-diff.high, -diff.low)
     return f"{name_a} {word} {name_b} by {_fmt(abs(diff.mean), digits)} {unit}, {interval(low, high)}"
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks along the last axis (0 = smallest), ties given their mean rank."""
+    order = np.argsort(x, axis=-1, kind="stable")
+    ranks = np.empty_like(x, dtype=np.float64)
+    np.put_along_axis(ranks, order, np.arange(x.shape[-1], dtype=np.float64) * np.ones_like(x), axis=-1)
+    for row in np.ndindex(x.shape[:-1]):  # ties: the mean of the ranks they span
+        values, inverse = np.unique(x[row], return_inverse=True)
+        if values.size < x.shape[-1]:
+            sums = np.bincount(inverse, weights=ranks[row])
+            ranks[row] = (sums / np.bincount(inverse))[inverse]
+    return ranks
+
+
+def rank_correlation(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE, *,
+                     num_resamples: int = 10_000, seed: int = 0) -> Estimate:
+    """Spearman's rank correlation of paired values ``a[i]``, ``b[i]`` (do two measures order the
+    same items alike?), with a percentile-bootstrap interval over the pairs. Resamples in which
+    either side has a single distinct value have no correlation and are left out; ``n`` is the
+    number of pairs, ``resolvable`` the smallest |ρ| this experiment would tell from 0."""
+    confidence = _check_confidence(confidence)
+    x, y = _as_values(a, "rank_correlation"), _as_values(b, "rank_correlation")
+    if x.size != y.size:
+        raise ValueError(f"rank_correlation needs paired values, got {x.size} and {y.size}")
+    if x.size < 3:
+        raise ValueError(f"rank_correlation needs at least 3 pairs, got {x.size}")
+
+    def rho(rx: np.ndarray, ry: np.ndarray) -> np.ndarray:  # (..., n) ranks → (...,)
+        rx = rx - rx.mean(axis=-1, keepdims=True)
+        ry = ry - ry.mean(axis=-1, keepdims=True)
+        norm = np.sqrt((rx ** 2).sum(axis=-1) * (ry ** 2).sum(axis=-1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(norm > 0, (rx * ry).sum(axis=-1) / norm, np.nan)
+
+    value = float(rho(_ranks(x), _ranks(y)))
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, x.size, size=(num_resamples, x.size))  # (R, n) resampled pairs
+    boot = rho(_ranks(x[index]), _ranks(y[index]))  # (R,)
+    boot = boot[np.isfinite(boot)]
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(boot, [alpha, 1 - alpha])
+    se = float(boot.std(ddof=1))
+    resolvable = (normal_quantile(1 - alpha) + normal_quantile(POWER)) * se
+    return Estimate(value, float(low), float(high), int(x.size), "bootstrap", se, resolvable, confidence)
