@@ -64,3 +64,14 @@ def test_agreement_ranks_the_encoders_that_have_both_columns():
     e = dt.column_agreement(table, "J&F", "fine-tune")
     assert e.n == 5 and e.mean == pytest.approx(-1.0)
     assert "opposite orders" in dt.format_agreement(table, [("J&F", "fine-tune")])
+
+
+def test_pretraining_losses_say_which_videomae_runs_left_predicting_nothing():
+    from maskvid_edu.analysis import pretraining_curves as pc
+
+    level = pc.trivial_losses("mam2_pixels")["loss_appearance"]
+    lines = dt.format_pretraining_losses({"tube": "videomae_tube90", "none": None, "mam2": "mam2_pixels"})
+    (line,) = lines.splitlines()  # only the VideoMAE row
+    final = zoo.read_card("videomae_tube90")["final_loss"]
+    assert line.startswith("tube") and f"{final:.3f}" in line and f"({level:.4f})" in line
+    assert line.endswith("left it" if final < (1 - pc.TRIVIAL_MARGIN) * level else "at it")

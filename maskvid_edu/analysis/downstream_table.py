@@ -38,7 +38,7 @@ from . import data_efficiency, pretraining_curves, propagation_scores
 from .stats import Estimate, bootstrap_ci, mean_ci, rank_correlation
 
 __all__ = ["ENCODERS", "COLUMNS", "COPY_ROW", "downstream_rows", "format_downstream", "format_leaders",
-           "column_agreement", "format_agreement"]
+           "column_agreement", "format_agreement", "format_pretraining_losses"]
 
 ENCODERS = {
     "VideoMAE, tube 0.9": "videomae_tube90",
@@ -176,5 +176,23 @@ def format_agreement(table: dict, pairs: Sequence[tuple[str, str]] = (("J&F", "f
             reading = "no agreement or disagreement resolvable"
         lines.append(f"{a} against {b}: Spearman ρ = {e.mean:+.2f}, 95 % CI [{e.low:+.2f}, {e.high:+.2f}] "
                      f"over {e.n} encoders: {reading}")
+    return "\n".join(lines)
+
+
+def format_pretraining_losses(encoders: dict[str, str | None] | None = None) -> str:
+    """One line per VideoMAE row: its final pre-training loss against the loss of predicting
+    nothing for the normalised-pixel target (0 for every hidden patch, ≈ 1 by construction;
+    computed by :func:`~maskvid_edu.analysis.pretraining_curves.trivial_losses` on the
+    ``mam2_pixels`` recipe's clips, the same synthetic clips of seed 0), and whether it left that
+    level by :data:`~maskvid_edu.analysis.pretraining_curves.TRIVIAL_MARGIN` — chapter 5's test
+    of a run that trained, applied to every VideoMAE encoder of the table."""
+    level = pretraining_curves.trivial_losses("mam2_pixels")["loss_appearance"]
+    lines = []
+    for label, name in (encoders or ENCODERS).items():
+        if name and name.startswith("videomae"):
+            final = zoo.read_card(name)["final_loss"]
+            state = "left it" if final < (1 - pretraining_curves.TRIVIAL_MARGIN) * level else "at it"
+            lines.append(f"{label:<28} final loss {final:.3f}: {final / level:6.1%} of predicting nothing "
+                         f"({level:.4f}), {state}")
     return "\n".join(lines)
 

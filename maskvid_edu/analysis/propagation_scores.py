@@ -114,7 +114,7 @@ def score_encoders(encoders: dict[tuple[str, str], object], path: str | os.PathL
             continue
         start = time.perf_counter()
         scores = copy_first_frame_scores(root) if factory is None else sequence_scores(factory(), root)
-        records = [r for r in read_json_lines(path, ("encoder", "init", "scores"))]
+        records = list(read_json_lines(path, ("encoder", "init", "scores")))
         records.append({"encoder": key[0], "init": key[1], "scores": scores,
                         "wall_s": round(time.perf_counter() - start, 1)})
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(records, key=lambda r: (r["encoder"], r["init"])))
