@@ -227,12 +227,13 @@ def snapshot_path(name: str, step: int, *, work_dir: str | os.PathLike | None = 
 
 
 def _encoder_prefix(model) -> str:
-    """Where the downstream encoder (``model.encoder``) sits in the model's state dict:
-    ``"encoder."`` for a ViT masked autoencoder, ``"online.encoder."`` for VideoMAC (whose
-    EMA target holds a second copy, not kept)."""
-
+    """Where the downstream encoder (``model.downstream_encoder()``) sits in the model's state
+    dict: ``"encoder."`` for a ViT masked autoencoder, ``"online.encoder."`` for VideoMAC (whose
+    EMA target holds a second copy, not kept), ``"target.module."`` for V-JEPA (whose
+    evaluations use the EMA target). :func:`load` puts the kept tensors into ``model.encoder``."""
+    encoder = model.downstream_encoder()
     for name, module in model.named_modules():
-        if module is model.encoder:
+        if module is encoder:
             return name + "."
     raise ValueError(f"the model {type(model).__name__} has no encoder among its modules")
 

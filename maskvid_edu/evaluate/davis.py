@@ -31,7 +31,11 @@ __all__ = ["downstream_encoder", "load_pretrained", "encoder_stride", "propagati
 
 
 def downstream_encoder(model):
-    """The part of a model that downstream tasks use: ``model.encoder`` when it has one."""
+    """The part of a model that downstream tasks use: ``model.downstream_encoder()`` for a
+    pre-training model (``model.encoder``, or V-JEPA's EMA target), else ``model.encoder`` when
+    it has one, else the model itself."""
+    if callable(getattr(model, "downstream_encoder", None)):
+        return model.downstream_encoder()
     encoder = getattr(model, "encoder", None)
     return encoder if isinstance(encoder, torch.nn.Module) else model
 

@@ -73,6 +73,11 @@ class PretrainModel(nn.Module):
         the model cannot take."""
         raise NotImplementedError(f"{type(self).__name__} must define mask_grid(video)")
 
+    def downstream_encoder(self) -> nn.Module:
+        """The encoder that downstream evaluation uses (probes, fine-tuning, propagation, the
+        zoo's kept weights): ``self.encoder`` unless the method says otherwise."""
+        return self.encoder
+
     def mask_rule(self) -> tuple[str, float]:
         """``(strategy, ratio)`` of the default mask: ``config.mask_type``, ``config.mask_ratio``."""
         return self.config.mask_type, self.config.mask_ratio

@@ -175,7 +175,7 @@ class VJEPA(PretrainModel):
     """V-JEPA pre-training model: ``model(video, mask) -> PretrainOutput``.
 
     Submodules: ``encoder`` (the context encoder, a
-    :class:`~maskvid_edu.models.vit.VisionTransformer` — the one kept for downstream tasks),
+    :class:`~maskvid_edu.models.vit.VisionTransformer`),
     ``predictor`` (:class:`VJEPAPredictor`) and ``target`` (:class:`~maskvid_edu.ema.EMATarget`
     of ``encoder``: no gradients, eval mode, in the ``state_dict`` so checkpoints restore it).
     Buffer ``ema_updates`` counts target updates.
@@ -189,6 +189,12 @@ class VJEPA(PretrainModel):
         self.target = EMATarget(self.encoder)  # starts as an exact copy, as in the release
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         self.last_momentum: float | None = None
+
+    def downstream_encoder(self) -> nn.Module:
+        """The **target** encoder (the EMA copy, ``target.module``): V-JEPA evaluates it, not the
+        context encoder (the release's evaluation configs read ``checkpoint_key: target_encoder``).
+        It is a ViT of the same size, so it loads wherever ``encoder`` would."""
+        return self.target.module
 
     def mask_grid(self, video: torch.Tensor) -> tuple[int, int, int]:
         """The encoder's token grid ``(t, h, w)`` of ``video``."""
