@@ -28,7 +28,9 @@ V-JEPA's multi-block mask (:func:`multiblock_mask`) draws a few large rectangles
 size of their union varies from sample to sample, so it is *equalised* to ``k`` positions (the
 batch minimum, or ``floor(ρ·h·w)`` through :data:`MASKERS` ``["multiblock"]``). MGMAE's
 flow-guided mask (:func:`flow_guided_mask`) needs optical flow besides the grid, so it is a
-function of its own, not an entry of :data:`MASKERS`.
+function of its own, not an entry of :data:`MASKERS`; :func:`motion_guided_mask` estimates the
+flow from the clip (:mod:`maskvid_edu.flow`) and is the entry ``"motion_guided"`` of
+:data:`VIDEO_MASKERS`, the strategies that take the clip itself.
 
 Randomness comes only from the ``torch.Generator`` you pass (or torch's default one), so the
 same seed gives the same masks. Noise is drawn on the generator's device, then the mask is moved
@@ -42,6 +44,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+
+from .flow import token_flow
 
 Grid = tuple[int, int, int]
 
@@ -61,6 +65,8 @@ __all__ = [
     "constant_flow",
     "multiblock_ratio_mask",
     "flow_guided_mask",
+    "motion_guided_mask",
+    "VIDEO_MASKERS",
     "make_mask",
     "mask_count",
     "check_grid",
@@ -362,7 +368,8 @@ def _multiblock_long(batch: int, grid: Grid, ratio: float, *, generator=None, de
 # --------------------------------------------------------------------------------------------
 
 
-def flow_guided_mask(base_mask: torch.Tensor, flow: torch.Tensor, *, generator=None) -> torch.Tensor:
+def flow_guided_mask(base_mask: torch.Tensor, flow: torch.Tensor, *, generator=None,
+                     count: int | None = None) -> torch.Tensor:
     """MGMAE's motion-guided mask: a base-frame mask carried along the optical flow.
 
     Args:
@@ -372,6 +379,8 @@ def flow_guided_mask(base_mask: torch.Tensor, flow: torch.Tensor, *, generator=N
             ``flow[:, s, 1]`` are how far the content at each token of slot ``s`` moves along
             ``x`` (columns) and ``y`` (rows) by slot ``s+1``.
         generator: randomness for ties and holes.
+        count: hidden positions per row of ``base_mask`` when known (then checked on the
+            device, with no wait for it; see :func:`check_mask`); None reads it from the mask.
 
     Rule, slot by slot: every token of slot ``s`` carries a score — 1 if hidden, 0 if visible,
     plus a random fraction in [0, 1) — to its rounded destination in slot ``s+1`` (forward
@@ -392,7 +401,7 @@ def flow_guided_mask(base_mask: torch.Tensor, flow: torch.Tensor, *, generator=N
     B, steps, _, h, w = flow.shape
     if base_mask.shape != (B, h * w):
         raise ValueError(f"base_mask must have shape (B, h·w) = {(B, h * w)} to match flow, got {tuple(base_mask.shape)}")
-    k = check_mask(base_mask, h * w, name="base_mask")
+    k = check_mask(base_mask, h * w, name="base_mask", count=count)
     device = base_mask.device
     ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")  # (h, w)
     score = base_mask.float() + _noise(B, h * w, generator, device).to(device)  # (B, h·w): 1 + u hidden, u visible
@@ -431,6 +440,41 @@ def constant_flow(batch: int, grid: Grid, dx: float, dy: float = 0.0, *, device=
     return flow
 
 
+def motion_guided_mask(video: torch.Tensor, grid: Grid, ratio: float, *, generator=None,
+                       flow: str = "block") -> torch.Tensor:
+    """MGMAE's motion-guided mask for a clip: a tube mask's first slot carried along the clip's flow.
+
+    Args:
+        video: ``(B, C, T, H, W)``; the token size is read from it and ``grid``
+            (``patch = H / h``, ``tubelet = ⌊T / t⌋``; frames past ``t · tubelet`` are not used).
+        grid: token grid ``(t, h, w)``.
+        ratio: hidden share of each slot: ``floor(ratio·h·w)`` positions, as a tube mask.
+        flow: the estimator (:data:`maskvid_edu.flow.FLOW_METHODS`; ``"block"``, the default,
+            runs on the clip's device with no host synchronisation).
+
+    The base mask is a random spatial mask (one slot of :func:`tube_mask`); the flow comes from
+    :func:`maskvid_edu.flow.token_flow`; :func:`flow_guided_mask` warps the base mask slot by
+    slot. Hides ``t · floor(ratio·h·w)`` tokens per sample, the tube mask's count, so
+    :func:`mask_count` knows it before the mask is drawn. Returns bool ``(B, N)``.
+    """
+    t, h, w = check_grid(grid)
+    if (video.dim() != 5 or video.shape[2] < t or video.shape[3] % h or video.shape[4] % w
+            or video.shape[3] // h != video.shape[4] // w):
+        raise ValueError(f"video {tuple(getattr(video, 'shape', ()))} does not divide into the token grid {(t, h, w)}")
+    patch, tubelet = video.shape[3] // h, video.shape[2] // t
+    video = video[:, :, : t * tubelet]  # MAM2's clips carry one frame more than its grid covers
+    base = tube_mask(video.shape[0], (1, h, w), ratio, generator=generator, device=video.device)  # (B, h·w)
+    field = token_flow(video, patch, tubelet, method=flow)  # (B, t-1, 2, h, w)
+    return flow_guided_mask(base, field, generator=generator, count=num_masked(h * w, ratio))  # (B, t·h·w)
+
+
+VIDEO_MASKERS = {
+    "motion_guided": motion_guided_mask,  # MGMAE: follows the clip's own motion
+}
+"""Strategies that need the clip itself, called ``fn(video, grid, ratio, generator=…)``:
+:meth:`maskvid_edu.models.base.PretrainModel.make_mask` dispatches to them by name."""
+
+
 MASKERS = {
     "tube": tube_mask,
     "random": random_mask,
@@ -460,13 +504,13 @@ def mask_count(strategy: str, grid: Grid, ratio: float) -> int:
     t, h, w = check_grid(grid)
     if strategy == "random":
         return num_masked(t * h * w, ratio)
-    if strategy in ("tube", "multiblock", "multiblock_long"):
+    if strategy in ("tube", "multiblock", "multiblock_long", "motion_guided"):
         return t * num_masked(h * w, ratio)
     if strategy == "frame":
         return num_masked(t, ratio) * h * w
     if strategy == "running_cell":
         return t * (h // 2) * (w // 2) * math.floor(round(4 * _check_ratio(ratio), 9))
-    raise ValueError(f"strategy must be one of {sorted(MASKERS)}, got {strategy!r}")
+    raise ValueError(f"strategy must be one of {sorted(MASKERS) + sorted(VIDEO_MASKERS)}, got {strategy!r}")
 
 
 # --------------------------------------------------------------------------------------------

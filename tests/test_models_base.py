@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from maskvid_edu.masking import MASKERS, mask_count, pair_mask, token_index, tokens_at
+from maskvid_edu.masking import MASKERS, VIDEO_MASKERS, mask_count, pair_mask, token_index, tokens_at
 from maskvid_edu.models import create
 from maskvid_edu.models.base import (
     MASK_TYPES,
@@ -56,13 +56,16 @@ def test_make_mask_dispatches_to_maskers(strategy):
 
 @pytest.mark.parametrize("mask_type", MASK_TYPES)
 def test_videomae_and_mam2_masks_are_the_maskers(mask_type):
-    video = torch.randn(2, 3, 8, 64, 64)
+    clip = torch.randn(2, 3, 9, 64, 64)  # T + 1 frames for MAM2: the encoder's grid is that of the first 8
+    video = clip[:, :, :8]
     videomae = create("videomae_vit_demo", mask_type=mask_type)
-    expected = MASKERS[mask_type](2, (4, 8, 8), 0.9, generator=seeded(1))
+    if mask_type in VIDEO_MASKERS:  # drawn from the clip itself
+        expected = VIDEO_MASKERS[mask_type](video, (4, 8, 8), 0.9, generator=seeded(1))
+    else:
+        expected = MASKERS[mask_type](2, (4, 8, 8), 0.9, generator=seeded(1))
     assert torch.equal(videomae.make_mask(video, generator=seeded(1)), expected)
 
     mam2 = create("mam2_vit_demo", mask_type=mask_type)
-    clip = torch.randn(2, 3, 9, 64, 64)  # T + 1 frames: the encoder's grid is that of the first 8
     assert mam2.mask_grid(clip) == (4, 8, 8)
     assert torch.equal(mam2.make_mask(clip, generator=seeded(1)), expected)
 
@@ -86,7 +89,7 @@ def test_unknown_mask_type_names_the_choices():
     with pytest.raises(ValueError, match="running_cell"):
         model.expected_mask_count((4, 4, 4))
     for config in (VideoMAEConfig, MAM2Config):
-        with pytest.raises(ValueError, match="mask_type must be 'tube', 'random' or 'frame', got 'frames'"):
+        with pytest.raises(ValueError, match="mask_type must be 'tube', 'random', 'frame' or 'motion_guided', got 'frames'"):
             config(mask_type="frames")
 
 

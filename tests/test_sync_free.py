@@ -32,6 +32,7 @@ MODELS = [
     ("videomac_resnet_demo", {}),
     ("videomac_resnet50_tv", {}),  # visible-site BatchNorm and strided residual branches
     ("vjepa_vit_demo", {}),  # multi-block mask, predictor and EMA target encoder
+    ("videomae_vit_demo", {"mask_type": "motion_guided"}),  # MGMAE: the mask follows block-matched flow
 ]
 
 
@@ -84,6 +85,15 @@ def test_fixed_count_still_rejects_a_foreign_mask():
     fewer[:, fewer[0].nonzero()[0]] = False  # one tube fewer hidden than the config's ratio
     with pytest.raises(RuntimeError, match="must hide exactly"):
         model(video, fewer)
+
+
+def test_motion_guided_masks_are_drawn_without_a_data_dependent_operation():
+    model = create("videomae_vit_demo", mask_type="motion_guided")
+    video = torch.randn(2, 3, 8, 64, 64, generator=torch.Generator().manual_seed(1))
+    real = model.make_mask(video, generator=torch.Generator().manual_seed(2))
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        fake = model.make_mask(video, generator=torch.Generator().manual_seed(2))
+    assert fake.shape == real.shape == (2, 256)
 
 
 @pytest.mark.parametrize("strategy", sorted(MASKERS))

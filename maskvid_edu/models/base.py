@@ -37,7 +37,7 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
-from ..masking import MASKERS, Grid, mask_count
+from ..masking import MASKERS, VIDEO_MASKERS, Grid, mask_count
 
 __all__ = [
     "PretrainModel",
@@ -50,8 +50,8 @@ __all__ = [
 ]
 
 #: Encoder masks the ViT methods draw: VideoMAE's tube mask and its two ablations, random tokens
-#: and whole frames.
-MASK_TYPES: tuple[str, ...] = ("tube", "random", "frame")
+#: and whole frames, and MGMAE's motion-guided mask (a tube that follows the clip's motion).
+MASK_TYPES: tuple[str, ...] = ("tube", "random", "frame", "motion_guided")
 
 
 class PretrainModel(nn.Module):
@@ -84,18 +84,22 @@ class PretrainModel(nn.Module):
 
     def _checked_rule(self) -> tuple[str, float]:
         strategy, ratio = self.mask_rule()
-        if strategy not in MASKERS:
-            raise ValueError(f"{type(self).__name__}: mask type must be one of {sorted(MASKERS)}, got {strategy!r}")
+        if strategy not in MASKERS and strategy not in VIDEO_MASKERS:
+            known = sorted(MASKERS) + sorted(VIDEO_MASKERS)
+            raise ValueError(f"{type(self).__name__}: mask type must be one of {known}, got {strategy!r}")
         return strategy, ratio
 
     def make_mask(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """The method's default mask for ``video``: bool ``(B, N)``, True = hidden, on ``video.device``.
 
         ``MASKERS[strategy](B, mask_grid(video), ratio)`` with :meth:`mask_rule`'s strategy and
-        ratio; the randomness comes from ``generator`` (torch's default one if None).
+        ratio; the randomness comes from ``generator`` (torch's default one if None). A strategy
+        of :data:`~maskvid_edu.masking.VIDEO_MASKERS` (``"motion_guided"``) gets the clip too.
         """
         grid = self.mask_grid(video)
         strategy, ratio = self._checked_rule()
+        if strategy in VIDEO_MASKERS:
+            return VIDEO_MASKERS[strategy](video, grid, ratio, generator=generator)
         return MASKERS[strategy](video.shape[0], grid, ratio, generator=generator, device=video.device)
 
     def expected_mask_count(self, grid: Grid) -> int | None:
