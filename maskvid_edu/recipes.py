@@ -79,7 +79,7 @@ REAL_DATA_FIELDS = ("root", "sampling", "stride", "gap", "max_gap", "num_repeats
 #: The values :func:`resolve_pretrain` reads (``maskvid-edu pretrain``'s flags); a value left
 #: out or None keeps the recipe's.
 PRETRAIN_OPTIONS = (
-    "config", "method", "model", "model_arg", "mask_ratio", "data", "root", "num_samples", "decoder", "out",
+    "config", "method", "model", "model_arg", "mask", "mask_ratio", "data", "root", "num_samples", "decoder", "out",
     "steps", "epochs", "batch_size", "accum_steps", "lr", "base_lr", "min_lr", "warmup_steps", "warmup_epochs",
     "weight_decay", "clip_grad", "amp", "device", "seed", "num_workers", "threads", "log_every", "ckpt_every",
     "compile", "tensorboard", "no_progress",
@@ -240,6 +240,11 @@ def resolve_pretrain(options=None, /, **values) -> dict:
     for item in args["model_arg"] or []:
         key, value = parse_key_value(item)
         overrides[key] = value
+    if args.get("mask") is not None:
+        if method == "videomac":
+            raise ValueError("--mask: VideoMAC always draws its symmetric frame-pair mask; "
+                             "it takes --mask-ratio only")
+        overrides["mask_type"] = args["mask"].replace("-", "_")  # the model config checks the name
     if args["mask_ratio"] is not None:
         if not 0.0 < args["mask_ratio"] < 1.0:
             raise ValueError(f"--mask-ratio must be in (0, 1), got {args['mask_ratio']}")

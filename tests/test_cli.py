@@ -285,3 +285,29 @@ def test_tokenizer_flag_is_for_mam2_and_names_a_missing_file(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["pretrain", "--method", "mam2", "--out", str(tmp_path / "b"), "--tokenizer", str(tmp_path / "none.ckpt")])
     assert "none.ckpt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method,mask", [("videomae", "motion-guided"), ("vjepa", "multiblock")])
+def test_motion_guided_and_vjepa_pretraining_run_on_synthetic_clips_and_a_folder_of_real_videos(
+        tmp_path, capsys, method, mask):
+    from videofiles import textured_frames, write_video
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(3):
+        write_video(clips / f"v{i}.avi", textured_frames(20, 64, 64, seed=i))
+    tiny = ["--model-arg", "img_size=32", "--model-arg", "num_frames=4", "--steps", "2", "--batch-size", "2",
+            "--log-every", "1", "--no-progress", "--num-workers", "0", "--device", "cpu"]
+    for data in (["--num-samples", "8"], ["--data", str(clips)]):
+        out = tmp_path / f"run_{data[0].strip('-')}"
+        assert main(["pretrain", "--method", method, "--mask", mask, "--out", str(out), *data, *tiny]) == 0
+        ckpt = load_checkpoint(out / CHECKPOINT_NAME)
+        assert ckpt["step"] == 2
+        assert yaml.safe_load((out / "config.yaml").read_text())["model_overrides"]["mask_type"] == mask.replace("-", "_")
+
+
+def test_mask_flag_is_refused_for_videomac(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", "--method", "videomac", "--mask", "tube", "--out", str(tmp_path / "x")])
+    assert exit_info.value.code == 2
+    assert "frame-pair mask" in capsys.readouterr().err

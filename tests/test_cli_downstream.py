@@ -176,3 +176,18 @@ def test_classification_data_errors_name_the_missing_file(tmp_path, capsys):
     assert "trainlist02.txt" in err
     err = _error(capsys, ["finetune", *TINY, "--out", str(tmp_path / "o2"), "--val-data", "v.txt"])
     assert "--val-data" in err and "synthetic" in err
+
+
+def test_probe_with_the_attentive_head(tmp_path, capsys):
+    out = tmp_path / "attentive"
+    assert main(["probe", *TINY, "--num-samples", "8", "--val-samples", "8", "--num-classes", "4",
+                 "--head", "all", "--attentive-epochs", "3", "--epochs", "3", "--knn-k", "3",
+                 "--out", str(out), *QUIET]) == 0
+    text = capsys.readouterr().out
+    assert "linear probe: accuracy" in text and "attentive probe: accuracy" in text
+    results = json.loads((out / "results.json").read_text())
+    assert 0.0 <= results["attentive_probe"] <= 1.0 and results["num_train"] == 8
+    assert main(["probe", *TINY, "--num-samples", "8", "--val-samples", "8", "--num-classes", "4",
+                 "--head", "attentive", "--attentive-epochs", "2", *QUIET]) == 0
+    text = capsys.readouterr().out
+    assert "attentive probe: accuracy" in text and "linear probe" not in text

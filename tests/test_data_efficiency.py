@@ -159,3 +159,18 @@ def test_compare_starts_pairs_every_two_starts_by_seed():
     assert verdicts[0] == verdict("tube", "random mask", expected)
     assert verdicts[1].startswith("tube beats random init by 51.0 points")  # seeds 0 and 1 only
     assert len(verdicts) == 3
+
+
+def test_frozen_accuracy_reads_the_heads_asked_for():
+    from maskvid_edu.models import create
+
+    torch.manual_seed(0)
+    encoder = create("videomae_vit_demo").encoder
+    labelled, test = de.task_clips(16, de.LABELLED_SEED), de.task_clips(12, de.TEST_SEED)
+    scores = de.frozen_accuracy(encoder, labelled, test, heads=("attentive", "linear"))
+    assert sorted(scores) == ["attentive", "linear"]
+    assert all(len(v) == 12 and set(v) <= {0, 1} for v in scores.values())
+    again = de.frozen_accuracy(encoder, labelled, test, heads=("attentive",))
+    assert again["attentive"] == scores["attentive"]  # seeded: the same clips, the same head
+    with pytest.raises(ValueError, match="heads must be among"):
+        de.frozen_accuracy(encoder, labelled, test, heads=("svm",))

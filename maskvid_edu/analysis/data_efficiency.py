@@ -47,6 +47,7 @@ import torch
 
 from ..checkpoints import atomic_write
 from ..data.synthetic import SyntheticConfig, SyntheticVideoDataset
+from ..evaluate.attentive_probe import attentive_probe, extract_tokens
 from ..evaluate.finetune import VideoClassifier, finetune
 from ..evaluate.probe import extract_features, knn_predict, linear_probe
 from ..train import TrainConfig
@@ -56,7 +57,7 @@ from .stats import Estimate, bootstrap_ci, mean_ci, paired_difference, verdict
 __all__ = [
     "TASK", "TEST_SEED", "TEST_CLIPS", "LABELLED_SEED", "FINETUNE", "CLASSIFIER", "INITS",
     "task_clips", "finetune_once", "read_records", "run_grid", "summarise", "format_summary",
-    "fit_warnings", "FIT_FRACTION", "frozen_scores", "frozen_accuracy", "format_frozen", "compare_starts",
+    "fit_warnings", "FIT_FRACTION", "frozen_scores", "frozen_accuracy", "FROZEN_HEADS", "format_frozen", "compare_starts",
 ]
 
 TASK = dict(num_frames=8, size=64, num_classes=4, translation=(0.45, 0.6), distractor_prob=0.0)
@@ -301,15 +302,40 @@ def frozen_scores(encoder_factory, *, num_labelled: int = 512, seed: int = 0,
     return scores
 
 
+FROZEN_HEADS = ("linear", "knn", "attentive")
+"""Readers of frozen features :func:`frozen_accuracy` knows."""
+
+
 def frozen_accuracy(encoder, labelled: Sequence[dict], test: Sequence[dict], *, seed: int = 0,
-                    batch_size: int = 64) -> dict[str, list[int]]:
-    """One encoder's frozen clip features (mean of its tokens) read by a linear probe trained on
-    ``labelled`` and by k-NN (k = 20) over them: ``{"linear": [0/1 per test clip], "knn": [...]}``."""
-    train_x, train_y = extract_features(encoder, labelled, batch_size=batch_size, device="cpu")
-    test_x, test_y = extract_features(encoder, test, batch_size=batch_size, device="cpu")
-    probe = linear_probe(train_x, train_y, test_x, test_y, seed=seed)
-    knn = knn_predict(train_x, train_y, test_x, num_classes=TASK["num_classes"]).argmax(dim=1)
-    return {"linear": (probe.predictions == test_y).long().tolist(), "knn": (knn == test_y).long().tolist()}
+                    batch_size: int = 64, heads: Sequence[str] = ("linear", "knn")) -> dict[str, list[int]]:
+    """One frozen encoder read by each of ``heads``, trained on ``labelled``, scored on ``test``:
+    ``{head: [0/1 per test clip]}``.
+
+    - ``"linear"``: a linear probe on the clip feature (the mean of the encoder's tokens);
+    - ``"knn"``: k-NN (k = 20) over the same features;
+    - ``"attentive"``: V-JEPA's attentive probe on the tokens themselves (a learned query
+      cross-attends to them, then a linear layer; :func:`~maskvid_edu.evaluate.attentive_probe.attentive_probe`
+      with its defaults), which can weigh tokens instead of averaging them.
+    """
+    unknown = sorted(set(heads) - set(FROZEN_HEADS))
+    if unknown:
+        raise ValueError(f"heads must be among {FROZEN_HEADS}, got {unknown}")
+    out = {}
+    if {"linear", "knn"} & set(heads):
+        train_x, train_y = extract_features(encoder, labelled, batch_size=batch_size, device="cpu")
+        test_x, test_y = extract_features(encoder, test, batch_size=batch_size, device="cpu")
+        if "linear" in heads:
+            probe = linear_probe(train_x, train_y, test_x, test_y, seed=seed)
+            out["linear"] = (probe.predictions == test_y).long().tolist()
+        if "knn" in heads:
+            knn = knn_predict(train_x, train_y, test_x, num_classes=TASK["num_classes"]).argmax(dim=1)
+            out["knn"] = (knn == test_y).long().tolist()
+    if "attentive" in heads:
+        train_t, train_y = extract_tokens(encoder, labelled, batch_size=batch_size, device="cpu")  # (N, L, D)
+        test_t, test_y = extract_tokens(encoder, test, batch_size=batch_size, device="cpu")
+        probe = attentive_probe(train_t, train_y, test_t, test_y, seed=seed)
+        out["attentive"] = (probe.predictions == test_y).long().tolist()
+    return out
 
 
 def format_frozen(scores: dict) -> str:

@@ -59,8 +59,9 @@ VARIANTS = {"appearance + motion": "mam2_appmotion", "pixels": "mam2_pixels", "m
 """Label → zoo recipe stem (seed 0; ``_s1``, ``_s2`` for seeds 1 and 2)."""
 
 SEEDS = ("", "_s1", "_s2")
-KINDS = ("linear", "knn", "finetune")
-KIND_LABELS = {"linear": "linear probe", "knn": "k-NN (k = 20)", "finetune": "fine-tune"}
+KINDS = ("linear", "knn", "attentive", "finetune")
+KIND_LABELS = {"linear": "linear probe", "knn": "k-NN (k = 20)", "attentive": "attentive probe",
+               "finetune": "fine-tune"}
 NUM_LABELLED = 512
 """Labelled clips of every probe and fine-tune (the data-efficiency experiment's largest size)."""
 
@@ -129,11 +130,12 @@ def measure(names: Iterable[str], path: str | os.PathLike, *, kinds: Sequence[st
     path = Path(path)
     test = data_efficiency.task_clips(data_efficiency.TEST_CLIPS, data_efficiency.TEST_SEED)
     skipped = []
-    if "finetune" in kinds:
+    if {"finetune", "attentive"} & set(kinds):
         frames = [name for name in names if frame_encoder(name)]
         if frames:
             raise ValueError(f"{frames} pre-train frame encoders: they are probed (kinds linear, "
-                             "knn) and propagated, not fine-tuned as clip classifiers")
+                             "knn) and propagated, not fine-tuned as clip classifiers nor read by an "
+                             "attentive probe over clip tokens")
     for name in names:
         seed = zoo.load_zoo_recipe(name)["zoo"]["seed"]
         labelled = data_efficiency.task_clips(NUM_LABELLED, data_efficiency.LABELLED_SEED + seed)
@@ -164,7 +166,7 @@ def measure(names: Iterable[str], path: str | os.PathLike, *, kinds: Sequence[st
                               "train_accuracy": run["train_accuracy"], "losses": run["losses"],
                               "chance_loss": run["chance_loss"], "finetune_steps": run["steps"], "wall_s": run["wall_s"]}
                 else:
-                    right = data_efficiency.frozen_accuracy(encoder, labelled, test, seed=seed)[kind]
+                    right = data_efficiency.frozen_accuracy(encoder, labelled, test, seed=seed, heads=(kind,))[kind]
                     record = {**base, "accuracy": sum(right) / len(right), "correct": "".join(map(str, right))}
                 _write(path, [r for r in read_records(path) if _key(r) != _key(record)] + [record])
                 if verbose:

@@ -17,6 +17,7 @@ from ..data.wrappers import ClipViews
 from ..evaluate.davis import downstream_encoder, evaluate_davis, load_pretrained
 from ..evaluate.features import write_features
 from ..evaluate.finetune import VideoClassifier, evaluate_views, finetune
+from ..evaluate.attentive_probe import attentive_probe, extract_tokens
 from ..evaluate.probe import FrameEncoder, extract_features, knn_accuracy, linear_probe
 from ..evaluate.propagation import PropagationConfig
 from ..models.vit import VisionTransformer
@@ -169,21 +170,30 @@ def _probe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except (ValueError, FileNotFoundError, NotADirectoryError) as err:
         parser.exit(2, f"maskvid-edu probe: error: {err}\n")
     print(f"frozen features of {words} on {data_words}", flush=True)
-    train_x, train_y = extract_features(encoder, train_set, batch_size=args.batch_size, device=args.device)
-    val_x, val_y = extract_features(encoder, val_set, batch_size=args.batch_size, device=args.device)
-    probe = linear_probe(train_x, train_y, val_x, val_y, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
-                         seed=args.seed)
-    knn = knn_accuracy(train_x, train_y, val_x, val_y, k=args.knn_k, temperature=args.knn_temperature)
     chance = 1.0 / k
-    print(f"features {tuple(train_x.shape)} train, {tuple(val_x.shape)} val; chance {chance:.3f}")
-    print(f"linear probe: accuracy {probe.accuracy:.3f} (train {probe.train_accuracy:.3f})")
-    print(f"k-NN (k={args.knn_k}, τ={args.knn_temperature:g}): accuracy {knn:.3f}")
+    summary = {"chance": chance, "model": words, "data": data_words}
+    if args.head in ("linear", "all"):
+        train_x, train_y = extract_features(encoder, train_set, batch_size=args.batch_size, device=args.device)
+        val_x, val_y = extract_features(encoder, val_set, batch_size=args.batch_size, device=args.device)
+        probe = linear_probe(train_x, train_y, val_x, val_y, epochs=args.epochs, lr=args.lr,
+                             weight_decay=args.weight_decay, seed=args.seed)
+        knn = knn_accuracy(train_x, train_y, val_x, val_y, k=args.knn_k, temperature=args.knn_temperature)
+        print(f"features {tuple(train_x.shape)} train, {tuple(val_x.shape)} val; chance {chance:.3f}")
+        print(f"linear probe: accuracy {probe.accuracy:.3f} (train {probe.train_accuracy:.3f})")
+        print(f"k-NN (k={args.knn_k}, τ={args.knn_temperature:g}): accuracy {knn:.3f}")
+        summary.update(linear_probe=probe.accuracy, linear_probe_train=probe.train_accuracy, knn=knn)
+    if args.head in ("attentive", "all"):
+        train_t, train_y = extract_tokens(encoder, train_set, batch_size=args.batch_size, device=args.device)
+        val_t, val_y = extract_tokens(encoder, val_set, batch_size=args.batch_size, device=args.device)
+        attentive = attentive_probe(train_t, train_y, val_t, val_y, epochs=args.attentive_epochs,
+                                    lr=args.attentive_lr, seed=args.seed)
+        print(f"tokens {tuple(train_t.shape)} train, {tuple(val_t.shape)} val; chance {chance:.3f}")
+        print(f"attentive probe: accuracy {attentive.accuracy:.3f} (train {attentive.train_accuracy:.3f})")
+        summary.update(attentive_probe=attentive.accuracy, attentive_probe_train=attentive.train_accuracy)
+    summary.update(num_train=int(train_y.numel()), num_val=int(val_y.numel()))
     if args.out is not None:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        summary = {"linear_probe": probe.accuracy, "linear_probe_train": probe.train_accuracy, "knn": knn,
-                   "chance": chance, "model": words, "data": data_words, "num_train": int(train_y.numel()),
-                   "num_val": int(val_y.numel())}
         (out / "results.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         print(f"wrote {out}/results.json")
     return 0
@@ -319,13 +329,15 @@ def add_downstream(sub) -> None:
 
     p = sub.add_parser(
         "probe",
-        help="linear probe and k-NN on frozen clip features, prints both accuracies",
+        help="linear probe and k-NN, or the attentive probe, on a frozen encoder; prints the accuracies",
         description="Extract mean-pooled clip features of a frozen encoder on the training and\n"
         "evaluation clips, then train a softmax regression on them (linear probe) and run the\n"
-        "weighted k-NN classifier of DINO.",
+        "weighted k-NN classifier of DINO; with --head attentive, keep every token and train\n"
+        "V-JEPA's attentive probe on them instead.",
         epilog="examples:\n"
         "  maskvid-edu probe --ckpt runs/demo/checkpoint.pt\n"
         "  maskvid-edu probe --model videomae_vit_demo            # a random encoder, for comparison\n"
+        "  maskvid-edu probe --ckpt runs/vjepa/checkpoint.pt --head attentive\n"
         "  maskvid-edu probe --ckpt vit_b.pt --model videomae_vit_b --data data/UCF101 --size 224 --clip-len 16",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -334,11 +346,19 @@ def add_downstream(sub) -> None:
     _add_classify_data_flags(g, views=False)
     g.add_argument("--out", default=None, metavar="DIR", help="also write results.json here")
     g = p.add_argument_group("probe")
+    g.add_argument("--head", choices=("linear", "attentive", "all"), default="linear",
+                   help="linear: linear probe and k-NN on mean-pooled features (default); attentive: V-JEPA's "
+                        "attentive probe (a learned query cross-attending to the frozen tokens, then a linear "
+                        "layer); all: both")
     g.add_argument("--epochs", type=int, default=100, help="full-batch epochs of the linear probe (default 100)")
     g.add_argument("--lr", type=float, default=0.1, help="SGD learning rate of the linear probe (default 0.1)")
     g.add_argument("--weight-decay", type=float, default=1e-4, metavar="WD", help="L2 penalty of the linear probe")
     g.add_argument("--knn-k", type=int, default=20, metavar="K", help="neighbours of the k-NN classifier (default 20)")
     g.add_argument("--knn-temperature", type=float, default=0.07, metavar="T", help="τ of the k-NN vote weights (default 0.07)")
+    g.add_argument("--attentive-epochs", type=int, default=50, metavar="E",
+                   help="mini-batch epochs of the attentive probe (default 50)")
+    g.add_argument("--attentive-lr", type=float, default=1e-3, metavar="LR",
+                   help="AdamW peak learning rate of the attentive probe (default 1e-3)")
     g = p.add_argument_group("execution")
     g.add_argument("--batch-size", type=int, default=16, metavar="B", help="clips per forward pass (default 16)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")

@@ -114,6 +114,7 @@ def add_pretrain(sub) -> None:
         "  maskvid-edu pretrain --out runs/demo\n"
         "  maskvid-edu pretrain --out runs/demo --steps 1000 --mask-ratio 0.75 --model-arg normalization=videomae\n"
         "  maskvid-edu pretrain --out runs/demo --resume --steps 2000\n"
+        "  maskvid-edu pretrain --out runs/mgmae --mask motion-guided     # MGMAE's motion-guided mask\n"
         "  torchrun --nproc_per_node 2 -m maskvid_edu pretrain --out runs/ddp   # data-parallel",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -124,6 +125,11 @@ def add_pretrain(sub) -> None:
                    help="registered model name, e.g. videomae_vit_demo or videomae_vit_b (default: the method's demo preset)")
     g.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                    help="override one field of the model's config (repeatable; VALUE parsed as YAML)")
+    g.add_argument("--mask", default=None, metavar="TYPE",
+                   choices=("tube", "random", "frame", "motion-guided", "multiblock", "multiblock-long"),
+                   help="encoder mask (model config field mask_type): tube, random, frame, motion-guided "
+                        "(MGMAE: a tube that follows the clip's block-matched motion; VideoMAE, MAM2), "
+                        "multiblock or multiblock-long (V-JEPA)")
     g.add_argument("--mask-ratio", type=float, default=None, metavar="R",
                    help="share of tokens hidden from the encoder (model config field mask_ratio)")
     g.add_argument("--tokenizer", default=None, metavar="CKPT",

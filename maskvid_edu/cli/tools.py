@@ -254,7 +254,8 @@ def add_zoo(sub) -> None:
                                     "step 0, at its zoo.snapshots (in the build folder, so only where it was built) "
                                     "and at the end; one record per (recipe, step, kind), resumable.")
     c.add_argument("names", nargs="+", help="zoo recipes with snapshots (e.g. mam2_appmotion mam2_pixels)")
-    c.add_argument("--kinds", nargs="+", choices=["linear", "knn", "finetune"], default=["linear", "knn", "finetune"])
+    c.add_argument("--kinds", nargs="+", choices=["linear", "knn", "attentive", "finetune"],
+                   default=["linear", "knn", "finetune"])
     c.add_argument("--finetune-steps", type=int, nargs="+", default=None,
                    help="pre-training steps that are also fine-tuned (default: every checkpoint)")
     c.add_argument("--out", default=str(zoo.ZOO_DIR / "mam2_curves.jsonl"),
