@@ -75,3 +75,36 @@ def test_pretraining_losses_say_which_videomae_runs_left_predicting_nothing():
     final = zoo.read_card("videomae_tube90")["final_loss"]
     assert line.startswith("tube") and f"{final:.3f}" in line and f"({level:.4f})" in line
     assert line.endswith("left it" if final < (1 - pc.TRIVIAL_MARGIN) * level else "at it")
+
+
+def test_chapter_8_rows_pair_their_cells_with_a_reference_row(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path / "zoo")
+    base = {f"seq{i}": 60.0 + i for i in range(12)}
+    _write(tmp_path / "prop.jsonl", [
+        {"encoder": "videomae_tube90", "init": "pretrained", "scores": base},
+        {"encoder": "vjepa_multiblock", "init": "pretrained", "scores": {k: v + 2.0 for k, v in base.items()}}])
+    final = {n: zoo.load_zoo_recipe(n)["train"]["steps"] for n in ("videomae_tube90", "vjepa_multiblock")}
+    _write(tmp_path / "frozen.jsonl", [
+        {"name": "videomae_tube90", "seed": 0, "step": final["videomae_tube90"], "kind": "attentive",
+         "accuracy": 0.5, "correct": "10" * 20},
+        {"name": "vjepa_multiblock", "seed": 0, "step": final["vjepa_multiblock"], "kind": "attentive",
+         "accuracy": 0.5, "correct": "01" * 20}])  # the same accuracy on other clips
+    for name, acc in (("videomae_tube90", 0.8), ("vjepa_multiblock", 0.6)):
+        _write(tmp_path / "zoo" / name / "finetune.jsonl", [
+            {"init": "pretrained", "num_labelled": 512, "seed": s, "steps": 400, "accuracy": acc + 0.01 * s}
+            for s in range(3)])
+    table = dt.downstream_rows(propagation=tmp_path / "prop.jsonl", frozen=tmp_path / "frozen.jsonl",
+                               curves=tmp_path / "none.jsonl", encoders=dt.BEYOND_ENCODERS,
+                               columns=dt.BEYOND_COLUMNS, copy_row=False)
+    assert table["columns"] == dt.BEYOND_COLUMNS and dt.COPY_ROW not in table["rows"]
+    vjepa, tube = "V-JEPA, multi-block 0.6", "VideoMAE, tube 0.9"
+    assert table["rows"][vjepa]["attentive probe"].mean == pytest.approx(50.0)
+    diffs = dt.compare_rows(table, vjepa, tube)
+    assert diffs["J&F"].mean == pytest.approx(2.0) and diffs["J&F"].low == pytest.approx(2.0)  # paired by sequence
+    att = diffs["attentive probe"]  # paired by test clip: every clip disagrees, so the interval is wide
+    assert att.mean == pytest.approx(0.0) and att.low < -20 and att.high > 20 and att.n == 40
+    assert diffs["fine-tune"].mean == pytest.approx(-20.0) and diffs["fine-tune"].method == "t"  # by seed
+    assert "linear probe" not in diffs  # no records: nothing to pair
+    text = dt.format_comparison(table, vjepa, tube)
+    assert text.splitlines()[0].startswith("J&F: V-JEPA, multi-block 0.6 beats VideoMAE, tube 0.9 by 2.0")
+    assert "attentive probe" in dt.format_downstream(table)

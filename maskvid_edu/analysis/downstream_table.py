@@ -30,14 +30,16 @@ shown as ``—`` and listed as missing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from .. import zoo
 from . import data_efficiency, pretraining_curves, propagation_scores
-from .stats import Estimate, bootstrap_ci, mean_ci, rank_correlation
+from .stats import Estimate, bootstrap_ci, mean_ci, paired_difference, rank_correlation, verdict
 
-__all__ = ["ENCODERS", "COLUMNS", "COPY_ROW", "downstream_rows", "format_downstream", "format_leaders",
+__all__ = ["ENCODERS", "COLUMNS", "ALL_COLUMNS", "BEYOND_ENCODERS", "BEYOND_COLUMNS", "COPY_ROW", "Samples",
+           "downstream_rows", "compare_rows", "format_comparison", "format_downstream", "format_leaders",
            "column_agreement", "format_agreement", "format_pretraining_losses"]
 
 ENCODERS = {
@@ -57,19 +59,34 @@ ENCODERS = {
 
 RANDOM_TWIN = {"ViT at random init": "videomae_tube90", "ConvNet at random init": "videomac_sparse"}
 COLUMNS = ("J&F", "linear probe", "k-NN", "fine-tune")
+"""Chapter 6's columns."""
+FROZEN_KINDS = {"linear probe": "linear", "k-NN": "knn", "attentive probe": "attentive"}
+"""Frozen-feature column → record kind (:data:`~maskvid_edu.analysis.pretraining_curves.KINDS`)."""
+ALL_COLUMNS = ("J&F", "linear probe", "attentive probe", "k-NN", "fine-tune")
+
+BEYOND_ENCODERS = {
+    "V-JEPA, multi-block 0.6": "vjepa_multiblock",
+    "VideoMAE, motion-guided 0.9": "videomae_mgmae90",
+    "VideoMAE, tube 0.9": "videomae_tube90",
+    "VideoMAE, random mask 0.9": "videomae_random90",
+    "ViT at random init": None,
+}
+"""Chapter 8's rows: the two successors against the chapter 6 encoders of the same budget
+(8 000 steps at batch 16 on the same clips, the same ViT) and the random init."""
+BEYOND_COLUMNS = ALL_COLUMNS
 COPY_ROW = "copy first mask (no encoder)"
 """The last row: J&F of copying the first frame's mask to every frame, the floor any encoder's
 propagation must clear (:func:`~maskvid_edu.analysis.propagation_scores.copy_first_frame_scores`)."""
 
 
-def _frozen(records: Sequence[dict], name: str, step: int, kind: str) -> Estimate | None:
+def _frozen(records: Sequence[dict], name: str, step: int, kind: str) -> Samples | None:
     for r in records:
         if r["name"] == name and r["step"] == step and r["kind"] == kind:
-            return bootstrap_ci([100.0 * int(c) for c in r["correct"]])
+            return Samples("bootstrap", {str(i): 100.0 * int(c) for i, c in enumerate(r["correct"])})
     return None
 
 
-def _finetune(name: str, curves: Sequence[dict], random: bool) -> Estimate | None:
+def _finetune(name: str, curves: Sequence[dict], random: bool) -> Samples | None:
     """Fine-tune accuracy at 512 labelled clips (400 steps): the zoo encoder's ``finetune.jsonl``
     (or its random-init runs), else the curve records of a recipe's three seeds at the end."""
     size = pretraining_curves.NUM_LABELLED
@@ -82,39 +99,100 @@ def _finetune(name: str, curves: Sequence[dict], random: bool) -> Estimate | Non
         runs = [r for r in curves if r["kind"] == "finetune" and r["name"] in names
                 and r["step"] == pretraining_curves.checkpoint_steps(r["name"])[-1]]
     if len(runs) == 1:  # one pre-training run fine-tuned once: bootstrap over its test clips
-        return bootstrap_ci([100.0 * int(c) for c in runs[0]["correct"]])
-    values = [100 * r["accuracy"] for r in runs]
-    return mean_ci(values) if len(values) >= 2 else None
+        return Samples("bootstrap", {str(i): 100.0 * int(c) for i, c in enumerate(runs[0]["correct"])})
+    if len(runs) >= 2:
+        return Samples("t", {f"seed {r['seed']}": 100.0 * r["accuracy"] for r in runs})
+    return None
+
+
+@dataclass(frozen=True)
+class Samples:
+    """The measurements behind one cell: ``values`` keyed by what they pair on (a sequence, a
+    test clip, a seed), summarised with ``method`` (``"bootstrap"`` over items, ``"t"`` over
+    seeds). Two cells of one column pair up key by key (:func:`compare_rows`)."""
+
+    method: str
+    values: dict[str, float]
+
+    def estimate(self) -> Estimate:
+        values = list(self.values.values())
+        return bootstrap_ci(values) if self.method == "bootstrap" else mean_ci(values)
+
+
+def _row_samples(label: str, name: str | None, columns: Sequence[str], jf: dict,
+                 probes: Sequence[dict], curves: Sequence[dict], random_twin: str | None) -> dict:
+    """``{column: Samples or None}`` for one encoder row; a frame encoder's clip-level columns
+    (fine-tune, attentive probe) are left out (``n/a``)."""
+    random = name is None
+    name = random_twin if random else name
+    convnet = pretraining_curves.frame_encoder(name)
+    key = (name, "random" if random else "pretrained")
+    step = 0 if random else zoo.load_zoo_recipe(name)["train"]["steps"]
+    row = {}
+    for column in columns:
+        if column == "J&F":
+            row[column] = Samples("bootstrap", dict(jf[key])) if key in jf else None
+        elif column in FROZEN_KINDS:
+            if not (convnet and column == "attentive probe"):
+                row[column] = _frozen(probes, name, step, FROZEN_KINDS[column])
+        elif column == "fine-tune":
+            if not convnet:
+                row[column] = _finetune(name, curves, random)
+        else:
+            raise ValueError(f"unknown column {column!r}; columns are among {ALL_COLUMNS}")
+    return row
 
 
 def downstream_rows(*, propagation: str | Path | None = None, frozen: str | Path | None = None,
-                    curves: str | Path | None = None) -> dict:
-    """``{"rows": {label: {column: Estimate or None}}, "missing": [(label, column), …]}`` from
-    the record files (defaults: ``data/zoo/propagation.jsonl``, ``data/zoo/frozen.jsonl``,
-    ``data/zoo/mam2_curves.jsonl``)."""
+                    curves: str | Path | None = None, encoders: dict[str, str | None] | None = None,
+                    columns: Sequence[str] = COLUMNS, random_twin: dict[str, str] | None = None,
+                    copy_row: bool = True) -> dict:
+    """``{"rows": {label: {column: Estimate or None}}, "samples": {label: {column: Samples}},
+    "columns": columns, "missing": [(label, column), …]}`` from the record files (defaults:
+    ``data/zoo/propagation.jsonl``, ``data/zoo/frozen.jsonl``, ``data/zoo/mam2_curves.jsonl``).
+
+    ``encoders``: row label → zoo recipe, None for a random init whose recipe ``random_twin``
+    names (defaults: chapter 6's :data:`ENCODERS` and :data:`RANDOM_TWIN`); ``columns``: among
+    :data:`ALL_COLUMNS`; ``copy_row``: end on the no-encoder J&F baseline."""
     jf = propagation_scores.read_scores(propagation or zoo.ZOO_DIR / "propagation.jsonl")
     frozen_records = pretraining_curves.read_records(frozen or zoo.ZOO_DIR / "frozen.jsonl")
     curve_records = pretraining_curves.read_records(curves or zoo.ZOO_DIR / "mam2_curves.jsonl")
     probes = list(frozen_records) + list(curve_records)
-    rows, missing = {}, []
-    for label, name in ENCODERS.items():
-        random = name is None
-        name = RANDOM_TWIN.get(label, name)
-        convnet = name.startswith("videomac")
-        key = (name, "random" if random else "pretrained")
-        row = {"J&F": bootstrap_ci(list(jf[key].values())) if key in jf else None}
-        step = 0 if random else zoo.load_zoo_recipe(name)["train"]["steps"]
-        row["linear probe"] = _frozen(probes, name, step, "linear")
-        row["k-NN"] = _frozen(probes, name, step, "knn")
-        if not convnet:
-            row["fine-tune"] = _finetune(name, curve_records, random)
-        rows[label] = row
-        missing += [(label, c) for c, v in row.items() if v is None]
-    copied = jf.get(propagation_scores.COPY_FIRST_FRAME)
-    rows[COPY_ROW] = {"J&F": bootstrap_ci(list(copied.values())) if copied else None}
-    if copied is None:
-        missing.append((COPY_ROW, "J&F"))
-    return {"rows": rows, "missing": missing}
+    twins = RANDOM_TWIN if random_twin is None else random_twin
+    samples, missing = {}, []
+    for label, name in (ENCODERS if encoders is None else encoders).items():
+        samples[label] = _row_samples(label, name, columns, jf, probes, curve_records, twins.get(label))
+        missing += [(label, c) for c, v in samples[label].items() if v is None]
+    if copy_row and "J&F" in columns:
+        copied = jf.get(propagation_scores.COPY_FIRST_FRAME)
+        samples[COPY_ROW] = {"J&F": Samples("bootstrap", dict(copied)) if copied else None}
+        if copied is None:
+            missing.append((COPY_ROW, "J&F"))
+    rows = {label: {c: (v.estimate() if v is not None else None) for c, v in row.items()}
+            for label, row in samples.items()}
+    return {"rows": rows, "samples": samples, "columns": tuple(columns), "missing": missing}
+
+
+def compare_rows(table: dict, a: str, b: str) -> dict[str, Estimate]:
+    """``{column: a − b}`` for every column both rows have, paired: by sequence (J&F), by test
+    clip (probes; bootstrap) or by seed (fine-tune; *t*); a column whose cells do not pair up
+    (another method or other keys) is left out."""
+    out = {}
+    for column in table["columns"]:
+        x, y = table["samples"][a].get(column), table["samples"][b].get(column)
+        if x is None or y is None or x.method != y.method or set(x.values) != set(y.values):
+            continue
+        keys = sorted(x.values)
+        out[column] = paired_difference([x.values[k] for k in keys], [y.values[k] for k in keys],
+                                        method=x.method)
+    return out
+
+
+def format_comparison(table: dict, a: str, b: str) -> str:
+    """One computed sentence per column for ``a − b`` (:func:`compare_rows`,
+    :func:`~maskvid_edu.analysis.stats.verdict`)."""
+    return "\n".join(f"{column}: " + verdict(a, b, diff)
+                     for column, diff in compare_rows(table, a, b).items())
 
 
 def format_downstream(table: dict) -> str:
@@ -122,9 +200,11 @@ def format_downstream(table: dict) -> str:
     def cell(e: Estimate | None) -> str:
         return "—" if e is None else f"{e.mean:5.1f} [{e.low:5.1f}, {e.high:5.1f}]"
 
-    lines = [f"{'encoder':<28}" + "".join(f"{c:>22}" for c in COLUMNS)]
+    columns = table.get("columns", COLUMNS)
+    width = max(28, max(len(label) for label in table["rows"]))
+    lines = [f"{'encoder':<{width}}" + "".join(f"{c:>22}" for c in columns)]
     for label, row in table["rows"].items():
-        lines.append(f"{label:<28}" + "".join(f"{cell(row[c]) if c in row else 'n/a':>22}" for c in COLUMNS))
+        lines.append(f"{label:<{width}}" + "".join(f"{cell(row[c]) if c in row else 'n/a':>22}" for c in columns))
     lines.append("(J&F in points, bootstrap over 128 sequences; probes: accuracy in %, bootstrap over 512 test "
                  "clips; fine-tune: accuracy in %, t over 3 seeds, or bootstrap over the test clips for a single "
                  "run (MAM2); chance 25 %; ConvNet probes: per-frame features averaged over the clip; n/a: "
@@ -141,7 +221,7 @@ def format_leaders(table: dict) -> str:
     whose 95 % interval overlaps its own (not separated from it by this experiment; an overlap
     does not show equality, only that these intervals cannot order the two)."""
     lines = []
-    for column in COLUMNS:
+    for column in table.get("columns", COLUMNS):
         cells = {label: row[column] for label, row in table["rows"].items() if row.get(column) is not None}
         if not cells:
             continue
