@@ -108,3 +108,6 @@ def test_chapter_8_rows_pair_their_cells_with_a_reference_row(tmp_path, monkeypa
     text = dt.format_comparison(table, vjepa, tube)
     assert text.splitlines()[0].startswith("J&F: V-JEPA, multi-block 0.6 beats VideoMAE, tube 0.9 by 2.0")
     assert "attentive probe" in dt.format_downstream(table)
+    assert dt.format_column_comparison(table, "attentive probe", "linear probe") == ""  # no linear records
+    same = dt.format_column_comparison(table, "attentive probe", "attentive probe").splitlines()
+    assert len(same) == 2 and all("no difference resolvable" in line for line in same)

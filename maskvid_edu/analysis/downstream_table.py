@@ -39,7 +39,7 @@ from . import data_efficiency, pretraining_curves, propagation_scores
 from .stats import Estimate, bootstrap_ci, mean_ci, paired_difference, rank_correlation, verdict
 
 __all__ = ["ENCODERS", "COLUMNS", "ALL_COLUMNS", "BEYOND_ENCODERS", "BEYOND_COLUMNS", "COPY_ROW", "Samples",
-           "downstream_rows", "compare_rows", "format_comparison", "format_downstream", "format_leaders",
+           "downstream_rows", "compare_rows", "format_comparison", "format_column_comparison", "format_downstream", "format_leaders",
            "column_agreement", "format_agreement", "format_pretraining_losses"]
 
 ENCODERS = {
@@ -193,6 +193,20 @@ def format_comparison(table: dict, a: str, b: str) -> str:
     :func:`~maskvid_edu.analysis.stats.verdict`)."""
     return "\n".join(f"{column}: " + verdict(a, b, diff)
                      for column, diff in compare_rows(table, a, b).items())
+
+
+def format_column_comparison(table: dict, a: str, b: str) -> str:
+    """For every row with both columns: ``a − b`` paired item by item (the same test clips),
+    one computed sentence each — e.g. does the attentive probe read more than the linear one?"""
+    lines = []
+    for label, row in table["samples"].items():
+        x, y = row.get(a), row.get(b)
+        if x is None or y is None or x.method != y.method or set(x.values) != set(y.values):
+            continue
+        keys = sorted(x.values)
+        diff = paired_difference([x.values[k] for k in keys], [y.values[k] for k in keys], method=x.method)
+        lines.append(f"{label}: " + verdict(a, b, diff))
+    return "\n".join(lines)
 
 
 def format_downstream(table: dict) -> str:
