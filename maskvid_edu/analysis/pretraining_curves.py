@@ -50,7 +50,7 @@ from ..utils import read_json_lines
 from . import data_efficiency
 from .stats import Estimate, bootstrap_ci, mean_ci, paired_difference, verdict
 
-__all__ = ["VARIANTS", "SEEDS", "KINDS", "NUM_LABELLED", "checkpoint_steps", "encoder_at", "measure",
+__all__ = ["VARIANTS", "SEEDS", "KINDS", "ALL_KINDS", "NUM_LABELLED", "checkpoint_steps", "encoder_at", "measure",
            "read_records", "frame_encoder", "curve_table", "format_curves", "race", "format_race", "trivial_losses",
            "logged_losses", "format_learning", "TRIVIAL_MARGIN",
            "first_step_below"]
@@ -59,7 +59,11 @@ VARIANTS = {"appearance + motion": "mam2_appmotion", "pixels": "mam2_pixels", "m
 """Label → zoo recipe stem (seed 0; ``_s1``, ``_s2`` for seeds 1 and 2)."""
 
 SEEDS = ("", "_s1", "_s2")
-KINDS = ("linear", "knn", "attentive", "finetune")
+KINDS = ("linear", "knn", "finetune")
+"""The race's measures (chapter 5): what :func:`measure` scores by default."""
+ALL_KINDS = ("linear", "knn", "attentive", "finetune")
+"""Every measure :func:`measure` knows; ``"attentive"`` (V-JEPA's attentive probe over the
+frozen tokens) is asked for by name (chapter 8)."""
 KIND_LABELS = {"linear": "linear probe", "knn": "k-NN (k = 20)", "attentive": "attentive probe",
                "finetune": "fine-tune"}
 NUM_LABELLED = 512
@@ -124,9 +128,9 @@ def measure(names: Iterable[str], path: str | os.PathLike, *, kinds: Sequence[st
     docstring). ``finetune_steps``: the pre-training steps that are also fine-tuned (default:
     all; a fine-tune costs minutes, a probe seconds). Returns ``{"records": [...], "skipped":
     [(name, step, reason), ...]}``."""
-    unknown = sorted(set(kinds) - set(KINDS))
+    unknown = sorted(set(kinds) - set(ALL_KINDS))
     if unknown:
-        raise ValueError(f"kinds must be among {KINDS}, got {unknown}")
+        raise ValueError(f"kinds must be among {ALL_KINDS}, got {unknown}")
     path = Path(path)
     test = data_efficiency.task_clips(data_efficiency.TEST_CLIPS, data_efficiency.TEST_SEED)
     skipped = []
