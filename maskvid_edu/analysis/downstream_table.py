@@ -119,7 +119,7 @@ class Samples:
         return bootstrap_ci(values) if self.method == "bootstrap" else mean_ci(values)
 
 
-def _row_samples(label: str, name: str | None, columns: Sequence[str], jf: dict,
+def _row_samples(name: str | None, columns: Sequence[str], jf: dict,
                  probes: Sequence[dict], curves: Sequence[dict], random_twin: str | None) -> dict:
     """``{column: Samples or None}`` for one encoder row; a frame encoder's clip-level columns
     (fine-tune, attentive probe) are left out (``n/a``)."""
@@ -161,7 +161,7 @@ def downstream_rows(*, propagation: str | Path | None = None, frozen: str | Path
     twins = RANDOM_TWIN if random_twin is None else random_twin
     samples, missing = {}, []
     for label, name in (ENCODERS if encoders is None else encoders).items():
-        samples[label] = _row_samples(label, name, columns, jf, probes, curve_records, twins.get(label))
+        samples[label] = _row_samples(name, columns, jf, probes, curve_records, twins.get(label))
         missing += [(label, c) for c, v in samples[label].items() if v is None]
     if copy_row and "J&F" in columns:
         copied = jf.get(propagation_scores.COPY_FIRST_FRAME)
@@ -179,13 +179,19 @@ def compare_rows(table: dict, a: str, b: str) -> dict[str, Estimate]:
     (another method or other keys) is left out."""
     out = {}
     for column in table["columns"]:
-        x, y = table["samples"][a].get(column), table["samples"][b].get(column)
-        if x is None or y is None or x.method != y.method or set(x.values) != set(y.values):
-            continue
-        keys = sorted(x.values)
-        out[column] = paired_difference([x.values[k] for k in keys], [y.values[k] for k in keys],
-                                        method=x.method)
+        diff = _paired(table["samples"][a].get(column), table["samples"][b].get(column))
+        if diff is not None:
+            out[column] = diff
     return out
+
+
+def _paired(x: Samples | None, y: Samples | None) -> Estimate | None:
+    """``x − y`` paired key by key, or None when the two cells do not pair up (a cell missing,
+    another interval method, other keys)."""
+    if x is None or y is None or x.method != y.method or set(x.values) != set(y.values):
+        return None
+    keys = sorted(x.values)
+    return paired_difference([x.values[k] for k in keys], [y.values[k] for k in keys], method=x.method)
 
 
 def format_comparison(table: dict, a: str, b: str) -> str:
@@ -200,12 +206,9 @@ def format_column_comparison(table: dict, a: str, b: str) -> str:
     one computed sentence each — e.g. does the attentive probe read more than the linear one?"""
     lines = []
     for label, row in table["samples"].items():
-        x, y = row.get(a), row.get(b)
-        if x is None or y is None or x.method != y.method or set(x.values) != set(y.values):
-            continue
-        keys = sorted(x.values)
-        diff = paired_difference([x.values[k] for k in keys], [y.values[k] for k in keys], method=x.method)
-        lines.append(f"{label}: " + verdict(a, b, diff))
+        diff = _paired(row.get(a), row.get(b))
+        if diff is not None:
+            lines.append(f"{label}: " + verdict(a, b, diff))
     return "\n".join(lines)
 
 
