@@ -15,6 +15,10 @@ so a coarse estimate is enough. Two estimators:
   averaged over each patch (``pip install opencv-python-headless``; optional, host-side, for
   analysis of real clips and as a check on the block matcher).
 
+Where the motion is known — the synthetic clips render their true flow
+(``render_clip(..., flow_step=tubelet)``) — :func:`pool_pixel_flow` brings it onto the token
+grid, and the estimators can be graded against it.
+
 MGMAE itself estimates flow with a pre-trained RAFT network; none is downloaded here. Flow
 layout everywhere: ``(B, t-1, 2, h, w)`` float in **token units** — channel 0 is how many token
 columns the content at each token of slot ``s`` moves right by slot ``s + 1``, channel 1 how
@@ -26,7 +30,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["slot_frames", "block_matching_flow", "opencv_flow", "FLOW_METHODS", "token_flow"]
+__all__ = ["slot_frames", "block_matching_flow", "opencv_flow", "FLOW_METHODS", "token_flow",
+           "pool_pixel_flow", "grade_flow"]
 
 FLOW_METHODS = ("block", "dis", "farneback")
 """Estimators :func:`token_flow` dispatches to."""
@@ -143,3 +148,51 @@ def token_flow(video: torch.Tensor, patch: int, tubelet: int, method: str = "blo
     if method in ("dis", "farneback"):
         return opencv_flow(video, patch, tubelet, method=method)
     raise ValueError(f"flow method must be one of {FLOW_METHODS}, got {method!r}")
+
+
+def pool_pixel_flow(pixel_flow: torch.Tensor, patch: int, tubelet: int) -> torch.Tensor:
+    """A per-pixel flow brought onto the token grid, in this module's layout.
+
+    Args:
+        pixel_flow: ``(B, T - tubelet, 2, H, W)`` pixels, the motion from every frame ``f`` to
+            frame ``f + tubelet`` (the synthetic clips' ``flow`` rendered with
+            ``flow_step=tubelet``, stacked over a batch).
+        patch, tubelet: the model's token size.
+
+    The flow of slot ``s`` is the one from its first frame (``s · tubelet``) to the next slot's
+    first frame, the pair the estimators compare; it is averaged over every patch and divided
+    by the patch size. Returns float ``(B, t-1, 2, h, w)`` in token units.
+    """
+    if not isinstance(pixel_flow, torch.Tensor) or pixel_flow.dim() != 5 or pixel_flow.shape[2] != 2:
+        raise ValueError(f"pixel_flow must be a (B, T-tubelet, 2, H, W) tensor, got "
+                         f"{getattr(pixel_flow, 'shape', type(pixel_flow))}")
+    for name, v in (("patch", patch), ("tubelet", tubelet)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    B, pairs, _, H, W = pixel_flow.shape
+    if (pairs + tubelet) % tubelet or H % patch or W % patch:
+        raise ValueError(f"pixel flow of {pairs} frame pairs at {H}×{W} does not come from a clip of "
+                         f"whole tubelets of {tubelet} and patches of {patch} (expected T - tubelet pairs)")
+    starts = pixel_flow[:, ::tubelet].float()  # (B, t-1, 2, H, W): slot start → next slot start
+    pooled = F.avg_pool2d(starts.flatten(0, 1), patch)  # (B·(t-1), 2, h, w) pixels
+    return (pooled / patch).reshape(B, starts.shape[1], 2, H // patch, W // patch)
+
+
+def grade_flow(estimate: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
+    """How far a token-grid flow estimate is from the truth, per clip.
+
+    Args:
+        estimate, truth: ``(B, t-1, 2, h, w)`` in token units (this module's layout).
+
+    Returns ``{"endpoint_error": (B,), "rounded_agreement": (B,)}``: the mean length of the
+    difference vector over a clip's tokens and slots (the usual end-point error, in tokens),
+    and the share of them whose motion **rounded to whole tokens** is right — what
+    :func:`~maskvid_edu.masking.flow_guided_mask` uses, so the number that decides the mask.
+    """
+    if not isinstance(estimate, torch.Tensor) or not isinstance(truth, torch.Tensor) or \
+            estimate.shape != truth.shape or estimate.dim() != 5 or estimate.shape[2] != 2:
+        raise ValueError("estimate and truth must be (B, t-1, 2, h, w) tensors of one shape, got "
+                         f"{getattr(estimate, 'shape', type(estimate))} and {getattr(truth, 'shape', type(truth))}")
+    error = (estimate.float() - truth.float()).norm(dim=2)  # (B, t-1, h, w) tokens
+    agree = (estimate.round() == truth.round()).all(dim=2).float()  # (B, t-1, h, w)
+    return {"endpoint_error": error.flatten(1).mean(1), "rounded_agreement": agree.flatten(1).mean(1)}

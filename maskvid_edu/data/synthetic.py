@@ -60,6 +60,11 @@ by the camera map, every object gets *object-local* coordinates by its inverse s
 transform (translate, rotate, scale); shapes are inequalities on local coordinates and object
 textures are patterns evaluated at local coordinates, so a texture moves, turns and grows with
 its object. A 16×64×64 clip takes a few milliseconds on one CPU core.
+
+True motion: because every layer is an affine map of the pixel position per frame, the exact
+optical flow comes out of the same maps (``render_clip(..., flow_step=k)``): a surface point
+keeps its layer coordinates, so where it goes is one small matrix inverse away. It grades
+optical-flow estimators (``maskvid_edu.flow.grade_flow``) and guides MGMAE's masks without one.
 """
 
 from __future__ import annotations
@@ -198,12 +203,16 @@ class SyntheticClip:
         masks: ``(T, H, W)`` int64 instance ids: 0 background, 1 the object, 2 the distractor.
         label: class index into :data:`SYNTHETIC_CLASSES`.
         params: the drawn parameters (shape, textures, motion), for display and tests.
+        flow: the true motion, when asked for (``render_clip(..., flow_step=k)``): float
+            ``(T-k, 2, H, W)`` in pixels, channel 0 rightwards, channel 1 downwards — where the
+            surface point seen at each pixel of frame ``t`` is in frame ``t + k``. None otherwise.
     """
 
     frames: torch.Tensor
     masks: torch.Tensor
     label: int
     params: dict = field(default_factory=dict)
+    flow: torch.Tensor | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,8 +446,22 @@ def _background(p: dict, world: tuple[torch.Tensor, torch.Tensor], log_zoom: tor
     return c1 + (c0 - c1) * mix  # (3, T, H, W)
 
 
+def _layer_flow(affine: tuple[torch.Tensor, torch.Tensor], step: int, pix: torch.Tensor):
+    """True motion of one layer from frame ``t`` to frame ``t + step``, each (T-step, H, W) pixels.
+
+    ``affine`` maps screen → the layer's own coordinates, one map per frame (``q = M_t x + b_t``).
+    A surface point keeps its coordinates ``q``, so the pixel ``x`` of frame ``t`` is found in
+    frame ``t + step`` at ``x' = M_{t+step}⁻¹ (M_t x + b_t - b_{t+step})``; the flow ``x' - x``
+    is again affine in ``x``, ``(M_{t+step}⁻¹ M_t - I) x + M_{t+step}⁻¹ (b_t - b_{t+step})``."""
+    m, b = affine
+    later_inv = torch.linalg.inv(m[step:])  # (T-step, 2, 2)
+    a = later_inv @ m[:-step] - torch.eye(2)  # (T-step, 2, 2)
+    c = (later_inv @ (b[:-step] - b[step:])[..., None])[..., 0]  # (T-step, 2)
+    return _evaluate((a, c), pix)
+
+
 def render_clip(config: SyntheticConfig, index: int, *, label: int | None = None,
-                objects: bool = True) -> SyntheticClip:
+                objects: bool = True, flow_step: int | None = None) -> SyntheticClip:
     """Render clip ``index`` of ``config`` (a pure function of its arguments).
 
     Args:
@@ -447,9 +470,18 @@ def render_clip(config: SyntheticConfig, index: int, *, label: int | None = None
         label: override the class (default ``index % num_classes``). Appearance and on-screen
             object path stay the same, so one can compare classes on identical content.
         objects: ``False`` renders the background alone (masks all 0); for figures and tests.
+        flow_step: also render the **true optical flow** from every frame ``t`` to frame
+            ``t + flow_step`` (1 ≤ flow_step < T): ``clip.flow``, (T - flow_step, 2, H, W) in
+            pixels. Exact, not estimated: every layer (background, each object) is drawn through
+            an affine map per frame, and the flow at a pixel is that of the layer visible there
+            in frame ``t``. It is the motion of the surface point, also where that point is
+            occluded or has left the frame by ``t + flow_step`` (optical flow's usual
+            convention). The background's flow is exact motion, but under a zoom its octaves
+            fade in and out, so its brightness is not exactly constant along the flow.
 
     Returns:
-        :class:`SyntheticClip` with ``frames`` (3, T, H, W) in [0, 1] and ``masks`` (T, H, W).
+        :class:`SyntheticClip` with ``frames`` (3, T, H, W) in [0, 1], ``masks`` (T, H, W) and,
+        with ``flow_step``, ``flow``.
     """
     if not isinstance(index, (int, np.integer)) or index < 0:
         raise ValueError(f"index must be an int >= 0, got {index!r}")
@@ -457,10 +489,14 @@ def render_clip(config: SyntheticConfig, index: int, *, label: int | None = None
     if not isinstance(label, (int, np.integer)) or not 0 <= label < config.num_classes:
         raise ValueError(f"label must be an int in [0, {config.num_classes}), got {label!r}")
     label = int(label)
+    T = config.num_frames
+    if flow_step is not None and (isinstance(flow_step, bool) or not isinstance(flow_step, (int, np.integer))
+                                  or not 1 <= flow_step < T):
+        raise ValueError(f"flow_step must be an int in [1, {T}) for clips of {T} frames, got {flow_step!r}")
     p = _draw_params(config, int(index))
     name = config.classes[label]
     shift, turn, log_zoom_total = _class_motion(name, p)  # relative motion over the whole clip
-    size, T = config.size, config.num_frames
+    size = config.size
     tau = torch.linspace(0.0, 1.0, T)  # (T,) clip time, 0 at the first frame, 1 at the last
     pix = torch.arange(size, dtype=torch.float32) + 0.5  # pixel centres
     tracking = config.camera == "tracking"
@@ -504,6 +540,15 @@ def render_clip(config: SyntheticConfig, index: int, *, label: int | None = None
             frames = torch.where(inside, rgb, frames)  # (3, T, H, W)
             masks = masks.masked_fill(inside, k + 1)
 
+    flow = None
+    if flow_step is not None:
+        step = int(flow_step)
+        visible = masks[:-step]  # (T-step, H, W): the layer each pixel of frame t shows
+        flow = torch.stack(_layer_flow(world, step, pix), dim=1)  # (T-step, 2, H, W)
+        for k in range(len(p["objects"]) if objects else 0):
+            moved = torch.stack(_layer_flow(_object_map(*paths[k]), step, pix), dim=1)
+            flow = torch.where((visible == k + 1)[:, None], moved, flow)
+
     info = {
         "class": name,
         "camera": config.camera,
@@ -514,7 +559,7 @@ def render_clip(config: SyntheticConfig, index: int, *, label: int | None = None
         "zoom": p["zoom"],
     }
     frames = frames.clamp(0, 1)  # (3, T, H, W)
-    return SyntheticClip(frames=frames, masks=masks, label=label, params=info)
+    return SyntheticClip(frames=frames, masks=masks, label=label, params=info, flow=flow)
 
 
 class SyntheticVideoDataset(Dataset):
@@ -559,10 +604,15 @@ class SyntheticVideoDataset(Dataset):
         """Class of clip ``index`` without rendering it."""
         return self._index(index) % self.config.num_classes
 
-    def clip(self, index: int) -> dict:
-        """``{"frames": (3, T, H, W) float [0, 1], "label": int, "masks": (T, H, W) int64}``."""
-        c = render_clip(self.config, self._index(index))
-        return {"frames": c.frames, "label": c.label, "masks": c.masks}
+    def clip(self, index: int, *, flow_step: int | None = None) -> dict:
+        """``{"frames": (3, T, H, W) float [0, 1], "label": int, "masks": (T, H, W) int64}``,
+        plus ``"flow"`` (T - flow_step, 2, H, W), the true motion in pixels, with ``flow_step``
+        (see :func:`render_clip`)."""
+        c = render_clip(self.config, self._index(index), flow_step=flow_step)
+        out = {"frames": c.frames, "label": c.label, "masks": c.masks}
+        if c.flow is not None:
+            out["flow"] = c.flow
+        return out
 
     def __getitem__(self, index: int) -> dict:
         c = render_clip(self.config, self._index(index))
