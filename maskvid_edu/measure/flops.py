@@ -36,6 +36,16 @@ size.)
 MFU (model FLOP utilisation) = model FLOPs per step / step time / peak FLOP/s of the device,
 where the peak here is *measured* (a large square matmul, :func:`measured_matmul_peak`), not
 the datasheet number.
+
+The course's one GPU cost model
+-------------------------------
+Every GPU-hour estimate in the book is :func:`gpu_hours`: the training FLOPs of a run divided
+by a datasheet peak (:data:`H100_BF16_PEAK`, 989 TFLOP/s of dense bf16 on an H100 SXM) times
+one stated utilisation (:data:`ASSUMED_MFU`, 40 %, what a well-tuned ViT-B pre-training run
+sustains when the loader keeps up). It is a prediction of compute alone. Papers report wall
+time on their own machines, which includes waiting for video decoding; :func:`sustained_flops`
+turns such a report into the FLOP/s it implies per GPU, the number to set beside a datasheet
+peak (:data:`V100_FP16_PEAK` for VideoMAE's V100s).
 """
 
 from __future__ import annotations
@@ -61,7 +71,20 @@ __all__ = [
     "measured_matmul_peak",
     "mfu",
     "loader_throughput",
+    "H100_BF16_PEAK",
+    "V100_FP16_PEAK",
+    "ASSUMED_MFU",
+    "run_flops",
+    "gpu_hours",
+    "sustained_flops",
 ]
+
+H100_BF16_PEAK = 989e12
+"""NVIDIA H100 SXM datasheet: dense bfloat16 tensor-core FLOP/s (without sparsity)."""
+V100_FP16_PEAK = 125e12
+"""NVIDIA V100 SXM2 datasheet: float16 tensor-core FLOP/s."""
+ASSUMED_MFU = 0.40
+"""The one utilisation every GPU-hour estimate of the book assumes (a share of the peak)."""
 
 
 def _matmul(m: int, k: int, n: int) -> int:
@@ -322,3 +345,34 @@ def loader_throughput(dataset, batch_size: int = 8, num_workers: int = 0, batche
     del it
     return {"clips_per_s": clips / seconds, "seconds": seconds, "clips": clips,
             "batch_size": batch_size, "num_workers": num_workers}
+
+
+def run_flops(step_flops_per_clip: float, clips: float, epochs: float = 1) -> float:
+    """Training FLOPs of a run: ``step_flops_per_clip × clips × epochs`` (forward + backward per
+    clip, e.g. :func:`train_step_flops` of :func:`pretrain_flops`)."""
+    if not (step_flops_per_clip > 0 and clips > 0 and epochs > 0):
+        raise ValueError(f"step_flops_per_clip, clips and epochs must be > 0, got "
+                         f"{step_flops_per_clip!r}, {clips!r}, {epochs!r}")
+    return float(step_flops_per_clip) * clips * epochs
+
+
+def gpu_hours(total_flops: float, *, peak: float = H100_BF16_PEAK, mfu: float = ASSUMED_MFU) -> float:
+    """GPU-hours that ``total_flops`` take on a device of ``peak`` FLOP/s sustaining ``mfu`` of it.
+
+    The course's cost model (see the module docstring): ``total_flops / (peak · mfu) / 3600``.
+    A prediction of compute alone, assuming the data loader keeps up."""
+    if not (total_flops > 0 and peak > 0 and 0 < mfu <= 1):
+        raise ValueError(f"need total_flops > 0, peak > 0 and 0 < mfu ≤ 1, got {total_flops!r}, "
+                         f"{peak!r}, {mfu!r}")
+    return total_flops / (peak * mfu) / 3600.0
+
+
+def sustained_flops(total_flops: float, reported_gpu_hours: float) -> float:
+    """FLOP/s per GPU that a reported run sustained: ``total_flops / (hours · 3600)``.
+
+    Set it beside the device's datasheet peak to read a paper's reported GPU-hours: VideoMAE's
+    1 728 V100-hours for ViT-B's 3.9·10¹⁹ FLOPs are about 6 TFLOP/s, 5 % of a V100's peak."""
+    if not (total_flops > 0 and reported_gpu_hours > 0):
+        raise ValueError(f"total_flops and reported_gpu_hours must be > 0, got {total_flops!r}, "
+                         f"{reported_gpu_hours!r}")
+    return total_flops / (reported_gpu_hours * 3600.0)

@@ -33,7 +33,7 @@ import torch
 
 from ..models import create
 from ..utils import resolve_device, synchronize as _sync
-from .flops import videomae_pretrain_flops
+from .flops import ASSUMED_MFU, videomae_pretrain_flops
 from .memory import training_memory
 from .timing import time_interleaved
 
@@ -294,7 +294,7 @@ def plot_memory_sweep(rows: list[dict], title: str = ""):
     return fig
 
 
-def plot_step_times(sizes: list[dict], measured: dict[str, float], peak_flops: float, *, mfus=(1.0, 0.45),
+def plot_step_times(sizes: list[dict], measured: dict[str, float], peak_flops: float, *, mfus=(1.0, ASSUMED_MFU),
                     title: str = ""):
     """Step FLOPs per clip (x) against seconds per clip (y), log–log: the measured sizes as
     points, and the lines ``t = FLOPs / (peak · MFU)`` that the unmeasured sizes would follow.
