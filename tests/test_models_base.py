@@ -192,3 +192,18 @@ def test_encoder_fields_are_vit_config_fields():
     assert EncoderFields(dim=384, heads=6).encoder_config() == ViTConfig(dim=384, heads=6)
     for config in (VideoMAEConfig, MAM2Config):
         assert tuple(f.name for f in dataclasses.fields(config))[: len(ENCODER_FIELDS)] == ENCODER_FIELDS
+
+
+def test_config_differences_lists_exactly_the_fields_that_differ():
+    from maskvid_edu.models.registry import config_differences, format_config_differences
+
+    rows = config_differences("videomae_vit_demo", "videomae_vit_b", {"normalization": "none"})
+    fields = {name: (a, b) for name, a, b in rows}
+    assert fields["patch"] == (8, 16) and fields["dim"] == (128, 768)
+    assert fields["normalization"] == ("none", "videomae")
+    assert "tubelet" not in fields and "mask_ratio" not in fields  # equal in both
+    assert config_differences("videomae_vit_b", "videomae_vit_b") == []
+    table = format_config_differences(rows, "preset", "paper").splitlines()
+    assert table[0].split() == ["field", "preset", "paper"] and len(table) == len(rows) + 1
+    with pytest.raises(ValueError, match="not of one model family"):
+        config_differences("videomae_vit_demo", "vjepa_vit_demo")

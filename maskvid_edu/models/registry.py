@@ -22,9 +22,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+import torch
 import torch.nn as nn
 
-__all__ = ["register", "create", "factory", "list_models", "replace_config"]
+__all__ = ["register", "create", "factory", "list_models", "replace_config", "config_differences",
+           "format_config_differences"]
 
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {}
 
@@ -80,3 +82,30 @@ def replace_config(config, overrides: dict):
             f"valid fields: {', '.join(sorted(names))}"
         )
     return dataclasses.replace(config, **overrides)
+
+
+def config_differences(name_a: str, name_b: str, overrides_a: dict | None = None,
+                       overrides_b: dict | None = None) -> list[tuple[str, object, object]]:
+    """The config fields in which two registered models differ: ``[(field, a, b), ...]``.
+
+    Both are built on the ``meta`` device (shapes only, nothing allocated), so comparing a CPU
+    preset with a full-size model costs nothing. What a chapter's preset changes against the
+    paper's model is exactly this list.
+    """
+    with torch.device("meta"):
+        a = create(name_a, **(overrides_a or {})).config
+        b = create(name_b, **(overrides_b or {})).config
+    if type(a) is not type(b):
+        raise ValueError(f"{name_a} ({type(a).__name__}) and {name_b} ({type(b).__name__}) are not "
+                         "of one model family")
+    return [(f.name, getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)
+            if getattr(a, f.name) != getattr(b, f.name)]
+
+
+def format_config_differences(rows: list[tuple[str, object, object]], label_a: str, label_b: str) -> str:
+    """:func:`config_differences` as an aligned text table with a header."""
+    width = max([len("field")] + [len(r[0]) for r in rows])
+    wa = max([len(label_a)] + [len(str(r[1])) for r in rows])
+    lines = [f"{'field':<{width}}  {label_a:>{wa}}  {label_b}"]
+    lines += [f"{name:<{width}}  {str(a):>{wa}}  {b}" for name, a, b in rows]
+    return "\n".join(lines)
