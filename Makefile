@@ -16,6 +16,8 @@ BUILD  := book/_build
 # Every notebook in the book runs its CPU preset unless told otherwise.
 export MASKVID_PROFILE ?= cpu
 export PYTHONHASHSEED := 0
+# Where the book's source lives online (https://github.com/OWNER/REPO): adds launch buttons.
+BOOK_REPOSITORY ?=
 
 .PHONY: env book test unit nbval book-stored notebooks zoo lab minkowski clean
 
@@ -34,7 +36,8 @@ $(STAMP): pyproject.toml
 # The main job: execute the notebooks as a reader would (fresh kernel, CPU preset) and build
 # the static HTML book from the executed copies.
 book: env
-	$(VENV)/bin/jupyter-book build book --config book/_config.yml --path-output $(BUILD)/executed -W -n --keep-going
+	$(PY) book/book_config.py --execute force --repository "$(BOOK_REPOSITORY)" $(BUILD)/book_config.yml
+	$(VENV)/bin/jupyter-book build book --config $(BUILD)/book_config.yml --path-output $(BUILD)/executed -W -n --keep-going
 	@echo "Book built: open $(abspath $(BUILD)/executed/_build/html/index.html)"
 
 test: book-stored unit nbval
@@ -47,13 +50,17 @@ nbval: env
 
 # The book as committed (stored outputs, nothing executed), with warnings as errors.
 book-stored: env
-	@mkdir -p $(BUILD) && sed 's/execute_notebooks: force/execute_notebooks: "off"/' book/_config.yml > $(BUILD)/stored_config.yml
+	$(PY) book/book_config.py --execute off --repository "$(BOOK_REPOSITORY)" $(BUILD)/stored_config.yml
 	$(VENV)/bin/jupyter-book build book --config $(BUILD)/stored_config.yml --path-output $(BUILD)/stored -W -n --keep-going
 	@echo "Book (stored outputs) built: $(abspath $(BUILD)/stored/_build/html/index.html)"
 
 # Refresh the committed outputs of every notebook (maintainers, before committing a chapter).
+# Consecutive prints of a cell are merged into one output (one box in the HTML), and each
+# chapter's first cell gets its measured run time (tests/test_notebook_style.py checks both).
 notebooks: env
-	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 book/*.ipynb
+	MASKVID_PROFILE=cpu PYTHONHASHSEED=0 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 book/*.ipynb
+	$(VENV)/bin/jupyter nbconvert --to notebook --inplace --coalesce-streams book/*.ipynb
+	$(PY) book/run_times.py book/*.ipynb
 
 # Optional sparse backend: builds MinkowskiEngine 0.5.4 (CPU) against the pinned torch into a
 # cache outside the repo (~/.cache/maskvid_edu/wheels) and installs it here. Needs Debian's

@@ -51,6 +51,7 @@ __all__ = [
     "clip_shape",
     "shipped_recipes",
     "load_recipe",
+    "recipe_schedule",
     "check_recipe",
     "check_launch_section",
     "demo_model",
@@ -119,6 +120,30 @@ def load_recipe(name_or_path: str | os.PathLike) -> dict:
     except yaml.YAMLError as err:
         raise ValueError(f"--config {str(name_or_path)!r} is not valid YAML: {err}") from err
     return check_recipe(recipe, f"--config {str(name_or_path)!r}")
+
+
+def recipe_schedule(recipe: dict) -> dict:
+    """How long and how hard a recipe trains, as the trainer will run it: the length
+    (``epochs`` or ``steps``), the effective batch ``batch_size × accum_steps × launch.gpus``
+    (clips per optimizer step) and the peak learning rate, ``lr`` itself or
+    ``base_lr × effective batch / 256`` (the linear scaling rule of :mod:`maskvid_edu.train`).
+
+    Returns ``{"length": "800 epochs", "batch": 2048, "lr": 0.0012}``.
+    """
+    train = recipe.get("train") or {}
+    gpus = int((recipe.get("launch") or {}).get("gpus", 1))
+    batch = int(train.get("batch_size", FALLBACK_TRAIN["batch_size"])) * int(train.get("accum_steps", 1)) * gpus
+    if train.get("epochs") is not None:
+        length = f"{train['epochs']:,} epochs"
+    else:
+        length = f"{train.get('steps', FALLBACK_TRAIN['steps']):,} steps"
+    if train.get("lr") is not None:
+        lr = float(train["lr"])
+    elif train.get("base_lr") is not None:
+        lr = float(train["base_lr"]) * batch / 256
+    else:
+        lr = float(FALLBACK_TRAIN["lr"])
+    return {"length": length, "batch": batch, "lr": lr}
 
 
 def check_launch_section(section, where: str = "recipe") -> dict:

@@ -11,6 +11,7 @@ import ast
 import contextlib
 import functools
 import http.server
+import importlib.util
 import json
 import os
 import re
@@ -27,6 +28,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+BOOK_DIR = Path(__file__).resolve().parent.parent / "book"
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -308,6 +311,32 @@ def book_sources(book: Path) -> list[Path]:
             and ".ipynb_checkpoints" not in p.parts]
 
 
+def build_book(book: Path, scratch: Path, *, repository: str = "", timeout: float = 180.0) -> Path:
+    """Build ``book`` from its stored outputs into ``scratch``; returns the HTML folder.
+
+    The config is ``book/book_config.py``'s for ``--execute off`` (and ``--repository``), the
+    one ``make book-stored`` uses.
+    """
+    spec = importlib.util.spec_from_file_location("book_config", BOOK_DIR / "book_config.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    scratch.mkdir(parents=True, exist_ok=True)
+    config = module.main(["--execute", "off", "--repository", repository,
+                          str(scratch / "stored_config.yml")])
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    if not jupyter_book.exists():
+        pytest.skip("jupyter-book is not installed: make env (or run `make book-stored` first)")
+    result = subprocess.run(
+        [str(jupyter_book), "build", str(book), "--config", str(config),
+         "--path-output", str(scratch / "stored"), "-n", "--keep-going"],
+        capture_output=True, text=True, timeout=timeout,
+    )
+    built = scratch / "stored" / "_build" / "html"
+    if not (built / "index.html").exists():
+        raise RuntimeError(f"the book did not build (exit {result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}")
+    return built
+
+
 def stored_book(book: Path, scratch: Path, timeout: float = 180.0) -> tuple[Path, str]:
     """The HTML of the book built from its stored outputs: ``(html_dir, how)``.
 
@@ -321,22 +350,7 @@ def stored_book(book: Path, scratch: Path, timeout: float = 180.0) -> tuple[Path
     newest = max(p.stat().st_mtime for p in book_sources(book))
     if index.exists() and index.stat().st_mtime >= newest:
         return html, f"stored build {html}"
-    config = (book / "_config.yml").read_text()
-    if "execute_notebooks: force" not in config:
-        raise RuntimeError("book/_config.yml no longer says `execute_notebooks: force`; update stored_book()")
-    scratch.mkdir(parents=True, exist_ok=True)
-    (scratch / "stored_config.yml").write_text(config.replace("execute_notebooks: force", 'execute_notebooks: "off"'))
-    jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    if not jupyter_book.exists():
-        pytest.skip("jupyter-book is not installed: make env (or run `make book-stored` first)")
-    result = subprocess.run(
-        [str(jupyter_book), "build", str(book), "--config", str(scratch / "stored_config.yml"),
-         "--path-output", str(scratch / "stored"), "-n", "--keep-going"],
-        capture_output=True, text=True, timeout=timeout,
-    )
-    built = scratch / "stored" / "_build" / "html"
-    if not (built / "index.html").exists():
-        raise RuntimeError(f"the book did not build (exit {result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}")
+    built = build_book(book, scratch, timeout=timeout)
     how = "stale or missing stored build: built into a scratch folder"
     return built, how
 

@@ -56,3 +56,33 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def readable_figures(monkeypatch):
+    """Every matplotlib figure a test draws keeps its text readable: no visible text under
+    :data:`~maskvid_edu.widgets.MIN_FONT` points (titles, captions, footnotes, tick labels).
+
+    The check runs on the figures as they stand when the test ends, so a figure function
+    that writes a 6-point footnote fails whichever test happens to draw it.
+    """
+    from matplotlib.figure import Figure
+
+    drawn: list[Figure] = []
+    original = Figure.__init__
+
+    def recording_init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        drawn.append(self)
+
+    monkeypatch.setattr(Figure, "__init__", recording_init)
+    yield
+    if not drawn:
+        return
+    from matplotlib.text import Text
+
+    from maskvid_edu.widgets import MIN_FONT
+
+    small = [(t.get_text()[:40], t.get_fontsize()) for fig in drawn for t in fig.findobj(Text)
+             if t.get_visible() and t.get_text().strip() and t.get_fontsize() < MIN_FONT]
+    assert not small, f"text under {MIN_FONT} pt in a figure (text, size): {small[:5]}"

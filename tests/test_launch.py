@@ -18,7 +18,7 @@ import yaml
 
 from maskvid_edu.cli import build_parser, main
 from maskvid_edu.launch import LaunchPlan, format_plan, plan_launch, recipe_gpus, torchrun_command
-from maskvid_edu.recipes import load_recipe, resolve_pretrain, shipped_recipes
+from maskvid_edu.recipes import load_recipe, recipe_schedule, resolve_pretrain, shipped_recipes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -376,3 +376,16 @@ def test_pretrain_rejects_a_bad_launch_section(tmp_path, capsys):
         main(["pretrain", "--config", str(path), "--out", str(tmp_path / "o")])
     assert exit_info.value.code == 2
     assert "launch.gpus must be a positive int" in capsys.readouterr().err
+
+
+def test_recipe_schedule_reads_the_trainers_batch_and_lr_rule():
+    """The schedule a chapter prints beside its preset is the one the trainer runs: effective
+    batch = batch_size × accum_steps × gpus, lr = base_lr × batch / 256 unless lr is given."""
+    vit_b = recipe_schedule(load_recipe("videomae_vit_b_k400"))
+    assert vit_b == {"length": "800 epochs", "batch": 32 * 64, "lr": pytest.approx(1.5e-4 * 8)}
+    vjepa = recipe_schedule(load_recipe("vjepa_vit_l_videomix2m"))
+    assert vjepa["length"] == "90,000 steps" and vjepa["lr"] == pytest.approx(6.25e-4)
+    own = {"train": {"steps": 10, "batch_size": 4, "accum_steps": 3, "base_lr": 1e-3},
+           "launch": {"gpus": 2}}
+    assert recipe_schedule(own) == {"length": "10 steps", "batch": 24,
+                                    "lr": pytest.approx(1e-3 * 24 / 256)}

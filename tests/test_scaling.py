@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from maskvid_edu import widgets
 from maskvid_edu.measure import scaling
 from maskvid_edu.measure.flops import videomae_pretrain_flops
 from maskvid_edu.models import create
@@ -120,13 +121,13 @@ def test_memory_sweep_is_linear_in_the_batch_and_falls_with_the_ratio():
     for ratio in (0.5, 0.9):
         assert act[2, ratio] == pytest.approx(2 * act[1, ratio], rel=0.03)
     assert act[1, 0.5] > act[1, 0.9]
-    fig = scaling.plot_memory_sweep(rows)
+    fig = widgets.render_memory_sweep(rows)
     assert len(fig.axes[0].lines) == 2
 
 
 def test_plot_step_times_draws_points_and_lines():
     sizes = scaling.model_sizes(["videomae_vit_demo", "videomae_vit_s"])
-    fig = scaling.plot_step_times(sizes, {"videomae_vit_demo": 0.01}, peak_flops=1e11)
+    fig = widgets.render_step_times(sizes, {"videomae_vit_demo": 0.01}, peak_flops=1e11)
     ax = fig.axes[0]
     assert len(ax.collections[0].get_offsets()) == 1  # one measured point
     assert sum(1 for line in ax.lines if line.get_linestyle() == "--") == 2  # 100 % and 45 % of the peak

@@ -508,7 +508,7 @@ def test_dissipation_figures_and_viewer():
     profiles = {n: {v: sparse_dissipation.dissipation_profile(e, x, mask, sparse=v == "sparse") for v in ("dense", "sparse")}
                 for n, e in encoders.items()}
     fig = widgets.render_dissipation(profiles)
-    assert len(fig.axes) == 2 and fig.dpi <= 100
+    assert len(fig.axes) == 2 and fig.dpi == widgets.DPI
     with pytest.raises(ValueError, match="metric"):
         widgets.render_dissipation(profiles, metric="energy")
     rows = {v: sparse_dissipation.dissipation_profile(encoders["rn"], x, mask, sparse=v == "sparse", return_maps=True)[2]

@@ -11,6 +11,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
+from maskvid_edu import widgets
 from maskvid_edu.data.transforms import normalize
 from maskvid_edu.masking import make_mask, tube_mask
 from maskvid_edu.widgets import (
@@ -166,7 +167,7 @@ def test_figure_to_png_returns_png_bytes_of_the_figure_size():
     fig.add_subplot().plot([0, 1])
     assert _png_size(figure_to_png(fig, dpi=80)) == (160, 120)
     with pytest.raises(ValueError, match="dpi"):
-        figure_to_png(fig, dpi=200)
+        figure_to_png(fig, dpi=200)  # over the 150-dpi cap
 
 
 def test_mask_explorer_rerenders_when_a_control_changes():
@@ -217,3 +218,22 @@ def test_show_displays_controls_and_a_png_that_follows_the_controls():
     assert base64.b64decode(update.data["image/png"]) == bytes(box.image.value)
     with pytest.raises(ValueError, match="explorer"):
         show(object())
+
+
+def test_every_figure_function_draws_at_the_book_dpi():
+    """110 dpi for every figure of the book: each ``render_*`` function and each viewer that
+    takes a ``dpi`` defaults to :data:`widgets.DPI`, and a figure comes out at that dpi."""
+    import inspect
+
+    assert widgets.DPI == 110 and widgets.MIN_FONT >= 9
+    takes_dpi = []
+    for name in widgets.__all__:
+        obj = getattr(widgets, name)
+        if callable(obj) and "dpi" in inspect.signature(obj).parameters:
+            takes_dpi.append(name)
+            assert inspect.signature(obj).parameters["dpi"].default == widgets.DPI, name
+    assert len(takes_dpi) >= 15, takes_dpi
+    fig = widgets.render_momentum_schedules(epochs=4, steps_per_epoch=5, every=1)
+    assert fig.dpi == widgets.DPI
+    with pytest.raises(ValueError, match=r"dpi must be in \[20, 150\]"):
+        widgets.figure_to_png(fig, dpi=300)

@@ -78,7 +78,7 @@ def test_motion_targets_figure_shows_frames_differences_and_still_shares():
     with pytest.raises(ValueError, match="2 frames"):
         render_motion_targets(video[:, :1])
     with pytest.raises(ValueError, match="dpi"):
-        render_motion_targets(video, dpi=200)
+        render_motion_targets(video, dpi=300)
 
 
 def test_target_views_show_the_library_targets():

@@ -38,7 +38,7 @@ from .memory import training_memory
 from .timing import time_interleaved
 
 __all__ = ["model_sizes", "pretrain_optimizer", "training_step", "measure_step", "time_variants", "vit_variants", "convnet_variants",
-           "format_variants", "predicted_step_seconds", "memory_sweep", "plot_memory_sweep", "plot_step_times"]
+           "format_variants", "predicted_step_seconds", "memory_sweep"]
 
 Variant = Callable[[], Callable[[], None]]
 
@@ -274,54 +274,3 @@ def memory_sweep(name: str, *, batches=(1, 2, 4, 8), ratios=(0.5, 0.75, 0.9, 0.9
             video = _random_clip(model, batch, g, dev)  # (B, C, T, H, W)
             rows.append({"batch": batch, "ratio": ratio, **training_memory(model, video, amp=amp)})
     return rows
-
-
-def plot_memory_sweep(rows: list[dict], title: str = ""):
-    """Activation memory against batch size, one line per mask ratio (a matplotlib Figure)."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.4), dpi=90)
-    for ratio in sorted({r["ratio"] for r in rows}):
-        pts = sorted((r["batch"], r["activations"] / 2**20) for r in rows if r["ratio"] == ratio)
-        ax.plot(*zip(*pts), marker="o", label=f"mask ratio {ratio:g}")
-    ax.set_xlabel("clips per batch")
-    ax.set_ylabel("activations saved for backward (MiB)")
-    ax.set_title(title or "memory grows with the batch and with the visible share")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
-
-
-def plot_step_times(sizes: list[dict], measured: dict[str, float], peak_flops: float, *, mfus=(1.0, ASSUMED_MFU),
-                    title: str = ""):
-    """Step FLOPs per clip (x) against seconds per clip (y), log–log: the measured sizes as
-    points, and the lines ``t = FLOPs / (peak · MFU)`` that the unmeasured sizes would follow.
-
-    sizes: :func:`model_sizes` rows (batch 1); measured: ``{name: seconds per clip}``.
-    """
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.8, 3.6), dpi=90)
-    flops = [r["step_flops"] for r in sizes]
-    span = [min(flops) / 2, max(flops) * 2]
-    for m in mfus:
-        ax.plot(span, [f / (peak_flops * m) for f in span], ls="--", lw=1, label=f"{m:.0%} of the measured peak")
-    for r in sizes:
-        ax.axvline(r["step_flops"], color="0.85", lw=0.8, zorder=0)
-        ax.text(r["step_flops"], 0.97, r["name"].replace("videomae_", ""), transform=ax.get_xaxis_transform(),
-                fontsize=7, rotation=90, va="top", ha="right")
-    xs = [r["step_flops"] for r in sizes if r["name"] in measured]
-    ys = [measured[r["name"]] for r in sizes if r["name"] in measured]
-    ax.scatter(xs, ys, color="k", zorder=3, label="measured here")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("FLOPs of one training step, per clip")
-    ax.set_ylabel("seconds per clip")
-    ax.set_title(title or "step time follows the FLOPs")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig

@@ -4,7 +4,8 @@ Two layers, so that everything a reader sees can be tested:
 
 - **render functions** take tensors and return either an RGB ``uint8`` numpy image
   (:func:`masked_frames`) or a ``matplotlib.figure.Figure`` (``render_*``). They draw nothing on
-  screen, use no global pyplot state and keep images small (80 dpi by default).
+  screen, use no global pyplot state and keep images small (110 dpi by default,
+  no text under 9 pt: :data:`DPI`, :data:`MIN_FONT`).
 - **widget factories** (:func:`mask_explorer`) return an ``ipywidgets`` object without displaying
   it. Its view is a PNG held by an ``ipywidgets.Image``; :func:`show` puts the controls on screen
   together with that PNG as an ordinary image output, which the controls keep up to date. A
@@ -28,12 +29,14 @@ One module per explorer family; ``from maskvid_edu import widgets`` gives them a
 ``motion``         RGB-difference targets and probe accuracy over training (chapter 5)
 ``propagation``    propagated instance masks over a sequence (chapter 6)
 ``results``        accuracy against labelled clips, with intervals (chapter 6)
+``scaling``        memory against the batch, step time against the FLOPs (chapter 7)
 ``block_flow``     multi-block vs tube masks, flow-guided masks on a moving clip (chapter 8)
 =================  ==========================================================================
 """
 
 from ._core import (
     DPI,
+    MIN_FONT,
     MASK_ALPHA,
     MASK_GREY,
     PIXELS_NOTE,
@@ -68,6 +71,7 @@ from .motion import (
 )
 from .propagation import PROPAGATION_NOTE, frame_jaccard, overlay_ids, propagation_viewer, render_propagation
 from .results import EFFICIENCY_NOTE, render_data_efficiency
+from .scaling import render_memory_sweep, render_step_times
 from .reconstruction import (
     PATTERN_NOTE,
     RECON_COLUMNS,
@@ -80,6 +84,7 @@ from .reconstruction import (
 __all__ = [
     # shared
     "DPI",
+    "MIN_FONT",
     "MASK_GREY",
     "MASK_ALPHA",
     "PIXELS_NOTE",
@@ -135,6 +140,9 @@ __all__ = [
     # results with intervals (chapter 6)
     "EFFICIENCY_NOTE",
     "render_data_efficiency",
+    # what scaling costs (chapter 7)
+    "render_memory_sweep",
+    "render_step_times",
     # multi-block and flow-guided masks (chapter 8)
     "render_mask_rows",
     "render_flow_guided",

@@ -43,6 +43,7 @@ __all__ = [
     "masked_frames",
     "check_frames",
     "new_figure",
+    "MIN_FONT",
     "show_image",
     "default_frames",
     "figure_to_png",
@@ -54,7 +55,8 @@ __all__ = [
 MASK_GREY = 0.45  # grey level of a hidden pixel, in [0, 1]
 MASK_ALPHA = 0.8  # share of grey in a hidden pixel (the rest is the true pixel)
 PIXELS_NOTE = "pixels shown after undoing the ImageNet normalisation; hidden patches greyed"
-DPI = 80  # dots per inch of every figure and PNG (≤ 100 keeps the book small)
+DPI = 110  # dots per inch of every figure and PNG (≤ 150 keeps the book small)
+MIN_FONT = 9  # smallest text size in points: captions and footnotes stay readable at DPI
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,8 +160,8 @@ def check_frames(frames, T: int) -> list[int]:
 
 
 def new_figure(width: float, height: float, dpi: int) -> Figure:
-    if not 20 <= dpi <= 100:
-        raise ValueError(f"dpi must be in [20, 100] to keep the book small, got {dpi}")
+    if not 20 <= dpi <= 150:
+        raise ValueError(f"dpi must be in [20, 150] to keep the book small, got {dpi}")
     return Figure(figsize=(width, height), dpi=dpi)
 
 
@@ -183,9 +185,9 @@ def default_frames(T: int, tubelet: int, at_most: int = 8) -> list[int]:
 
 
 def figure_to_png(fig: Figure, dpi: int = DPI) -> bytes:
-    """Encode a figure as PNG bytes at ``dpi`` (≤ 100 keeps the book small)."""
-    if not 20 <= dpi <= 100:
-        raise ValueError(f"dpi must be in [20, 100] to keep the book small, got {dpi}")
+    """Encode a figure as PNG bytes at ``dpi`` (≤ 150 keeps the book small)."""
+    if not 20 <= dpi <= 150:
+        raise ValueError(f"dpi must be in [20, 150] to keep the book small, got {dpi}")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, facecolor="white")
     return buffer.getvalue()

@@ -67,19 +67,19 @@ def render_mask_rows(
                                                                   input_normalized=input_normalized))):
             show_image(axes[i, j], image, (ph, pw))
             if i == 0:
-                axes[i, j].set_title(f"frame {f} (slot {f // tubelet})", fontsize=8)
+                axes[i, j].set_title(f"frame {f} (slot {f // tubelet})", fontsize=9)
         ax = axes[i, -1]
         ax.imshow(1 - 0.8 * row.view(t, h, w)[0].float().numpy(), cmap="gray", vmin=0, vmax=1,
                   interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         if i == 0:
-            ax.set_title("slot 0 mask", fontsize=8)
-        axes[i, 0].set_ylabel(f"{name}\n{int(row.sum())}/{row.numel()} hidden", fontsize=8)
+            ax.set_title("slot 0 mask", fontsize=9)
+        axes[i, 0].set_ylabel(f"{name}\n{int(row.sum())}/{row.numel()} hidden", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     text = PIXELS_NOTE + ("\n" + note if note else "")
-    fig.text(0.5, 0.005, text, ha="center", va="bottom", fontsize=7, color="0.35")
+    fig.text(0.5, 0.005, text, ha="center", va="bottom", fontsize=9, color="0.35")
     fig.subplots_adjust(left=1.1 / fig.get_figwidth(), right=0.99, bottom=0.45 / fig.get_figheight(),
                         top=1 - (0.45 if title else 0.25) / fig.get_figheight(), wspace=0.05, hspace=0.08)
     return fig

@@ -98,7 +98,7 @@ def render_training_curves(
     ax.set_ylabel(metrics[0] if len(metrics) == 1 else "value")
     ax.set_title(title or CURVE_NOTE, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -58,14 +58,14 @@ def render_dissipation(
         for a, b in zip(starts[:-1], starts[1:]):  # a thin line and a label per stride
             if a > 0:
                 ax.axvline(a - 0.5, color="0.8", lw=0.8)
-            ax.text((a + b - 1) / 2, 101, f"/{strides[a]}", ha="center", va="bottom", fontsize=6.5, color="0.4")
+            ax.text((a + b - 1) / 2, 101, f"/{strides[a]}", ha="center", va="bottom", fontsize=9, color="0.4")
         ax.set_xticks(range(len(names)))
-        ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+        ax.set_xticklabels(names, rotation=60, ha="right", fontsize=9)
         ax.set_ylim(-4, 110)
-        ax.set_ylabel(f"hidden sites {metric} (%)", fontsize=8)
+        ax.set_ylabel(f"hidden sites {metric} (%)", fontsize=9)
         ax.set_title(encoder, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=8, loc="center right")
+        ax.legend(fontsize=9, loc="center right")
     fig.suptitle(title or "mask-pattern dissipation: hidden sites whose activation depends on visible pixels",
                  fontsize=9)
     fig.tight_layout()
@@ -111,7 +111,7 @@ def render_dissipation_maps(
     fig = new_figure(1.9 * (1 + len(rows)), 2.5, dpi)
     axes = fig.subplots(1, 1 + len(rows), squeeze=False)[0]
     show_image(axes[0], _overlay(pixels, hidden, np.zeros_like(hidden)), (32, 32))
-    axes[0].set_title(f"input: {int(row.sum())} of {row.numel()} patches hidden", fontsize=8)
+    axes[0].set_title(f"input: {int(row.sum())} of {row.numel()} patches hidden", fontsize=9)
     for ax, (variant, r) in zip(axes[1:], rows.items()):
         if "map" not in r:
             raise ValueError(f"row {variant!r} has no 'map': compute the profile with return_maps=True")
@@ -119,11 +119,11 @@ def render_dissipation_maps(
         s = H // m.shape[0]
         reached = m.repeat_interleave(s, 0).repeat_interleave(s, 1).numpy()  # (H, W)
         show_image(ax, _overlay(pixels, hidden, reached), (32, 32))
-        ax.set_title(f"{variant}: {100 * r['reached']:.0f} % reached", fontsize=8)
+        ax.set_title(f"{variant}: {100 * r['reached']:.0f} % reached", fontsize=9)
     name = next(iter(rows.values()))
     fig.suptitle(title or f"after {name['name']} (stride {name['stride']})", fontsize=9)
     fig.text(0.5, 0.01, "red: hidden sites already carrying visible content; grey: still empty\n" + PIXELS_NOTE,
-             ha="center", va="bottom", fontsize=6.5, color="0.35")
+             ha="center", va="bottom", fontsize=9, color="0.35")
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.16, top=0.8, wspace=0.05)
     return fig
 

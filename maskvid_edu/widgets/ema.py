@@ -58,7 +58,7 @@ def render_momentum_schedules(
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("EMA momentum m")
     axes[0].set_title(f"{epochs} epochs", fontsize=9)
-    axes[0].legend(fontsize=8, loc="center left")
+    axes[0].legend(fontsize=9, loc="center left")
     first = [i for i, s in enumerate(steps) if s < zoom_epochs * steps_per_epoch]
     axes[1].plot([epoch[i] for i in first], [1e6 * (release_m[i] - base) for i in first], color="tab:red")
     axes[1].set_xlabel("epoch")
@@ -95,7 +95,7 @@ def render_pair_losses(history: Sequence[Mapping], *, title: str | None = None, 
     axes[0].plot(step, [r["loss_target"] for r in rows], label="L_target (frame 2, EMA net; no gradient)",
                  color="tab:orange")
     axes[0].set_ylabel("MSE on hidden patches")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=9)
     axes[1].plot(step, [r["loss_consistency"] for r in rows], color="tab:green")
     axes[1].set_ylabel("L_consistency")
     for ax in axes:
@@ -140,7 +140,7 @@ def render_pair_reconstructions(rec: Mapping[str, torch.Tensor], *, dpi: int = D
                 ax = axes[i, 3 * j + k]
                 show_image(ax, img.float().permute(1, 2, 0).numpy())
                 if i == 0:
-                    ax.set_title(name, fontsize=8)
-    fig.text(0.5, 0.01, PAIR_NOTE, ha="center", fontsize=7, color="0.35")
+                    ax.set_title(name, fontsize=9)
+    fig.text(0.5, 0.01, PAIR_NOTE, ha="center", fontsize=9, color="0.35")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig

@@ -63,7 +63,7 @@ def render_mask_grid(
         ax.set_title(f"frame {f} (slot {f // tubelet})", fontsize=9)
     hidden = int(row.sum())
     fig.suptitle(title or f"{hidden} of {row.numel()} tokens hidden", fontsize=10)
-    fig.text(0.5, 0.01, PIXELS_NOTE, ha="center", va="bottom", fontsize=8, color="0.35")
+    fig.text(0.5, 0.01, PIXELS_NOTE, ha="center", va="bottom", fontsize=9, color="0.35")
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.08, top=0.78, wspace=0.05)
     return fig
 
@@ -111,7 +111,7 @@ def render_strategies(
         axes[i, 0].set_ylabel(
             f"{strategy.replace('_', ' ')}\nρ = {rho:g}\n{int(mask.sum())}/{mask.numel()} hidden", fontsize=9
         )
-    fig.text(0.5, 0.005, PIXELS_NOTE, ha="center", va="bottom", fontsize=8, color="0.35")
+    fig.text(0.5, 0.005, PIXELS_NOTE, ha="center", va="bottom", fontsize=9, color="0.35")
     fig.subplots_adjust(left=1.0 / fig.get_figwidth(), right=0.99, bottom=0.35 / fig.get_figheight(),
                         top=1 - 0.3 / fig.get_figheight(), wspace=0.05, hspace=0.08)
     return fig
@@ -147,21 +147,21 @@ def render_mask_view(
                           left=0.01, right=0.99, bottom=0.14, top=0.86)
     ax = fig.add_subplot(gs[:, 0])
     show_image(ax, image, (ph, pw))
-    ax.set_title(f"frame {frame} (slot {frame // tubelet})", fontsize=8)
+    ax.set_title(f"frame {frame} (slot {frame // tubelet})", fontsize=9)
     maps = row.view(t, h, w).float().numpy()
     for s in range(t):
         mx = fig.add_subplot(gs[s // cols, 1 + s % cols])
         mx.imshow(1 - 0.8 * maps[s], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         mx.set_xticks([])
         mx.set_yticks([])
-        mx.set_title(f"slot {s}", fontsize=8, pad=2)
+        mx.set_title(f"slot {s}", fontsize=9, pad=2)
         current = s == frame // tubelet
         for spine in mx.spines.values():
             spine.set_color("red" if current else "0.6")
             spine.set_linewidth(2.0 if current else 0.5)
     fig.suptitle(title or f"{int(row.sum())} of {row.numel()} tokens hidden", fontsize=10)
     fig.text(0.01, 0.01, PIXELS_NOTE + "\nright: the mask of every slot (dark = hidden), red = the slot shown",
-             fontsize=8, color="0.35")
+             fontsize=9, color="0.35")
     return fig
 
 
@@ -207,7 +207,7 @@ def render_copy_baseline(
     for j, name in enumerate(("encoder sees", "copy baseline", "original")):
         axes[0, j].set_title(f"{name}" + (f" (frame {frame})" if j == 0 else ""), fontsize=9)
     fig.text(0.5, 0.005, f"ρ = {ratio:g}; PSNR over the hidden pixels of the clip\n" + PIXELS_NOTE,
-             ha="center", va="bottom", fontsize=8, color="0.35")
+             ha="center", va="bottom", fontsize=9, color="0.35")
     fig.subplots_adjust(left=1.0 / fig.get_figwidth(), right=0.99, bottom=0.5 / fig.get_figheight(),
                         top=1 - 0.3 / fig.get_figheight(), wspace=0.05, hspace=0.08)
     return fig

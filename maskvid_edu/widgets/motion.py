@@ -106,7 +106,7 @@ def render_motion_targets(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.text(0.5, 0.005, MOTION_NOTE + "\nbottom: black = still pixel, white = moving pixel",
-             ha="center", va="bottom", fontsize=7.5, color="0.35")
+             ha="center", va="bottom", fontsize=9, color="0.35")
     fig.subplots_adjust(left=0.8 / fig.get_figwidth(), right=0.99, bottom=0.45 / fig.get_figheight(),
                         top=1 - (0.45 if title else 0.25) / fig.get_figheight(), wspace=0.05, hspace=0.25)
     return fig
@@ -199,14 +199,14 @@ def render_target_views(
         for c, image in enumerate(images):
             show_image(axes[r, c], image)
             if r == 0:
-                axes[r, c].set_title(names[c], fontsize=8.5)
+                axes[r, c].set_title(names[c], fontsize=9)
         label = f"{name}\nframe {i}" if name else f"frame {i}"
         if tokenizer is not None:
             label += f"\n{n_codes} codes"
-        axes[r, 0].set_ylabel(label, fontsize=8.5)
+        axes[r, 0].set_ylabel(label, fontsize=9)
     fig.text(0.5, 0.005, f"pixels after undoing the ImageNet normalisation; pixel target shown as 0.5 + 0.2·value; "
              f"\nmotion shown as 0.5 + {gain:g}·d (grey: no change); code colours are arbitrary, one per code",
-             ha="center", va="bottom", fontsize=7.5, color="0.35")
+             ha="center", va="bottom", fontsize=9, color="0.35")
     fig.subplots_adjust(left=0.8 / fig.get_figwidth(), right=0.99, bottom=0.4 / fig.get_figheight(),
                         top=1 - 0.45 / fig.get_figheight(), wspace=0.05, hspace=0.1)
     return fig
@@ -262,7 +262,7 @@ def render_probe_curves(
         ax.set_title(names[metric], fontsize=9)
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7.5, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
     n = len(result.seeds)
     fig.suptitle(title or f"mean ± std over {n} seed{'s' if n != 1 else ''} (dots: single seeds)", fontsize=9)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
@@ -298,7 +298,7 @@ def render_motion_view(
     axes[2].set_title(f"{100 * still.mean():.0f} % still (|d| < {threshold:g})", fontsize=9)
     fig.suptitle(title or "what the motion target keeps", fontsize=10)
     fig.text(0.01, 0.01, MOTION_NOTE.replace("gain", f"gain {gain:g}", 1) + "; right: black = still",
-             fontsize=7.5, color="0.35")
+             fontsize=9, color="0.35")
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.1, top=0.82, wspace=0.05)
     return fig
 

@@ -119,9 +119,9 @@ def render_propagation(
         label = name
         if gt is not None and name != "ground truth":
             label += f"\nJ = {frame_jaccard(panels[0][1], masks, frame):.2f}"
-        ax.set_title(label, fontsize=8)
+        ax.set_title(label, fontsize=9)
     fig.suptitle(title or f"frame {frame} of {T} (frame 0 is given)", fontsize=9)
-    fig.text(0.5, 0.01, PROPAGATION_NOTE, ha="center", va="bottom", fontsize=6.5, color="0.35")
+    fig.text(0.5, 0.01, PROPAGATION_NOTE, ha="center", va="bottom", fontsize=9, color="0.35")
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.3 / fig.get_figheight(),
                         top=1 - 0.6 / fig.get_figheight(), wspace=0.05)
     return fig

@@ -79,18 +79,18 @@ def render_reconstructions(
             ax = axes[i, j]
             show_image(ax, image, (r.patch, r.patch) if j < 4 else None)
             if score is not None:
-                ax.set_xlabel(f"{float(score):.1f} dB", fontsize=8, labelpad=1)
+                ax.set_xlabel(f"{float(score):.1f} dB", fontsize=9, labelpad=1)
         visible = int((~r.mask[sample]).sum())
         label = labels[i] if labels is not None else (
             f"{getattr(r, 'strategy', '')} ρ = {getattr(r, 'ratio', r.mask[sample].float().mean()):.2f}\n"
             f"{visible}/{r.mask.shape[1]} visible")
-        axes[i, 0].set_ylabel(label, fontsize=8)
+        axes[i, 0].set_ylabel(label, fontsize=9)
     for j, name in enumerate(RECON_COLUMNS):
-        axes[0, j].set_title(name + (f" (frame {frame})" if j == 0 else ""), fontsize=8)
+        axes[0, j].set_title(name + (f" (frame {frame})" if j == 0 else ""), fontsize=9)
     note = "PSNR over the hidden tubelets of the clip; " + PIXELS_NOTE + "\n" + PATTERN_NOTE
     if any(getattr(r, "borrowed", False) for r in recs):
         note += "\nthe model predicts a normalised target: its pixel view borrows the true patch statistics too"
-    fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=6.5, color="0.3")
+    fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=9, color="0.3")
     if title:
         fig.suptitle(title, fontsize=9)
     fig.subplots_adjust(left=1.0 / fig.get_figwidth(), right=0.99, bottom=0.62 / fig.get_figheight(),
@@ -208,13 +208,13 @@ def render_dual_masking(
     axes = fig.subplots(1, len(frames), squeeze=False)[0]
     for ax, f, image in zip(axes, frames, out):
         show_image(ax, (image * 255).round().astype(np.uint8), (ph, pw))
-        ax.set_title(f"frame {f} (slot {f // tubelet})", fontsize=8)
+        ax.set_title(f"frame {f} (slot {f // tubelet})", fontsize=9)
     n_hidden, n_dec = int(enc.sum()), int((~dec).sum())
     both = int((enc & ~dec).sum())
     fig.suptitle(f"encoder sees {t * h * w - n_hidden} of {t * h * w} tokens; decoder rebuilds {n_dec} "
-                 f"({both} hidden, {n_dec - both} seen) and skips {int((enc & dec).sum())} hidden ones", fontsize=8.5)
+                 f"({both} hidden, {n_dec - both} seen) and skips {int((enc & dec).sum())} hidden ones", fontsize=9)
     fig.text(0.5, 0.01, "red: hidden, rebuilt · grey: hidden, skipped by the decoder · blue: seen, rebuilt too · "
-             "clear: seen\n" + PIXELS_NOTE.split(";")[0], ha="center", va="bottom", fontsize=7, color="0.3")
+             "clear: seen\n" + PIXELS_NOTE.split(";")[0], ha="center", va="bottom", fontsize=9, color="0.3")
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.5 / fig.get_figheight(), top=1 - 0.45 / fig.get_figheight(),
                         wspace=0.05)
     return fig
@@ -288,13 +288,13 @@ def reconstruction_figure(model, video: torch.Tensor, *, generator: torch.Genera
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(f"frame {f}", fontsize=8)
+                ax.set_title(f"frame {f}", fontsize=9)
             if c == 0:
-                ax.set_ylabel(label, fontsize=8)
+                ax.set_ylabel(label, fontsize=9)
     note = PIXELS_NOTE
     if norm != "none":
         note += f";\npredictions of the {norm!r}-normalised target un-normalised with each true patch's mean and std"
     fig.suptitle(title, fontsize=9)
-    fig.text(0.5, 0.01, note, ha="center", fontsize=6.5)
+    fig.text(0.5, 0.01, note, ha="center", fontsize=9)
     fig.tight_layout(rect=(0, 0.05, 1, 0.95))
     return fig

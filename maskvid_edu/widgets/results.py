@@ -43,6 +43,6 @@ def render_data_efficiency(rows: Sequence[dict], *, chance: float | None = 25.0,
     ax.set_ylim(0, 100)
     ax.set_title(title or EFFICIENCY_NOTE, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     fig.tight_layout()
     return fig
