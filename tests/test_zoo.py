@@ -15,8 +15,11 @@ RERUN_STEPS = 50
 # what a metrics record holds besides timings (which differ from run to run)
 TIMING_FIELDS = ("time", "sec_per_step")
 # A rerun on another CPU may sum a reduction in another order (SIMD width, thread split): losses
-# and gradient norms then differ in the last bits of a float32. Anything beyond this is a change.
-RERUN_REL = 1e-5
+# and gradient norms then differ in the last bits of a float32, and 50 steps of training grow
+# that drift (measured on a second machine: 1.0e-5 relative in vjepa_multiblock's gradient norm
+# at step 50). The bound sits 10x above that and still fails on a 0.1 % change of the learning
+# rate (vjepa_multiblock at step <= 50: 1.6e-4 in the loss, 3.6e-4 in the gradient norm).
+RERUN_REL = 1e-4
 
 BUILT = [name for name in zoo.zoo_recipes() if (zoo.ZOO_DIR / name / zoo.CARD).is_file()]
 
