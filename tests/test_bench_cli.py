@@ -24,12 +24,14 @@ def test_bench_quick_prints_one_table(capsys):
     body = "\n".join(lines[3:])
     for row in ("pretrain step ms", "model FLOPs per step", "achieved FLOP/s (MFU)",
                 "ConvNeXt V2 step ms", "MAM2 step ms", "step with AdamW fused", "step with activation checkpointing",
-                "data loader clips/s"):
+                "data loader clips/s", "video bare decode, decord", "video bare decode, PyAV",
+                "video VideoMAE reference pipeline", "video ours, items in one process, 1 view", "video ours, DataLoader, 0 workers, 2 views"):
         assert row in body, row
     assert "transformers " in body and "matmul peak" in body and "dense " in body
     assert "peak memory" not in body  # --no-memory
     assert "torch.compile" not in body  # compiled only on CUDA
-    assert len(lines) == 3 + 5 + 1 + 6  # title, header, rule, one row per measurement (6 optimisations)
+    # title, header, rule, one row per measurement (6 optimisations; 3 + 2 + 2 video loader rows)
+    assert len(lines) == 3 + 5 + 1 + 6 + 7
 
 
 def test_bench_flops_row_matches_the_analytic_count(capsys):
@@ -46,6 +48,7 @@ def test_bench_flops_row_matches_the_analytic_count(capsys):
     (["--what", "pretrain,speed"], "--what: unknown part"),
     (["--model", "videomac_resnet50"], "--model 'videomac_resnet50' must be a registered VideoMAE model"),
     (["--steps", "0"], "--steps must be ≥ 1"),
+    (["--what", "loader", "--videos", "nowhere.mp4"], "video not found: nowhere.mp4"),
 ])
 def test_bench_bad_flags(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:

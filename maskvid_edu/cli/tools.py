@@ -40,7 +40,8 @@ def add_bench(sub) -> None:
         "  mam2      MAM2 step of the same size vs the VideoMAE step, interleaved\n"
         "  optim     each optimisation of the step (AdamW kernels, SDPA, checkpointing, bf16; compile on CUDA)\n"
         "            against the default step, interleaved\n"
-        "  loader    clips/s of the synthetic dataset through a DataLoader\n"
+        "  loader    clips/s of the synthetic dataset through a DataLoader; on video files (--videos), the\n"
+        "            bare decode (decord, PyAV), VideoMAE's reference pipeline and ours (0-2 workers, 1-4 views)\n"
         "Benchmarks, not tests: numbers vary with the machine and its load.",
         epilog="examples:\n"
         "  maskvid-edu bench --quick\n"
@@ -58,6 +59,8 @@ def add_bench(sub) -> None:
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="float32, or bfloat16 autocast (default float32)")
     p.add_argument("--workers", type=int, default=None, metavar="N", help="loader worker processes (default 2; 0 with --quick)")
+    p.add_argument("--videos", nargs="+", default=None, metavar="PATH",
+                   help="video files for the loader part (default: the shipped clip)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="intra-op CPU threads")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement (on CPU it spawns processes)")
     p.add_argument("--quick", action="store_true", help="demo sizes: runs in seconds on a CPU")

@@ -46,6 +46,7 @@ from ..models.videomae import VideoMAE
 from ..sparse import PackedMap, SparseMap, SparseStem, set_backend
 from ..utils import resolve_device
 from .flops import loader_throughput, measured_matmul_peak, mfu, videomae_pretrain_flops
+from .loader import bench_loader
 from .scaling import pretrain_optimizer, time_variants, training_step, vit_variants
 from .timing import time_interleaved
 
@@ -555,7 +556,32 @@ def bench_rows(args) -> tuple[str, list[tuple[str, str, str, str, str]]]:
         r = loader_throughput(dataset, batch_size=batch_size, num_workers=workers, batches=batches)
         rows.append(("data loader clips/s", f"{r['clips_per_s']:.1f}", "-", "-",
                      f"synthetic {frames}×{size}², render + normalise, {workers} workers, batch {batch_size}"))
+        rows.extend(video_loader_rows(args))
     return title, rows
+
+
+def video_loader_rows(args) -> list[tuple[str, str, str, str, str]]:
+    """The ``loader`` part on video files (``args.videos``, default the shipped clip): the bare
+    decode, VideoMAE's reference pipeline and ours, 16 × 224² clips, in clips/s per process
+    (see :mod:`maskvid_edu.measure.loader`)."""
+    quick = bool(getattr(args, "quick", False))
+    chosen = getattr(args, "workers", None)
+    workers = (0,) if quick and chosen is None else ((0, 1, 2) if chosen is None else tuple(sorted({0, chosen})))
+    table = bench_loader(getattr(args, "videos", None) or None, clips=8 if quick else 24,
+                         workers=workers, views=(1, 2) if quick else (1, 2, 4),
+                         batch_size=2 if quick else 4, rounds=1 if quick else 3)
+    reference = table[2]["clips_per_s"]
+    rows = []
+    for r in table:
+        ours = "workers" in r
+        note = "clips/s per process, one thread"
+        if ours:
+            note = "clips/s (16×224², stride 4), median of rounds; views count as clips"
+            if r["workers"] is not None:
+                note += "; batches assembled"
+        rows.append((f"video {r['name']}", f"{r['clips_per_s']:.1f}", f"VideoMAE {reference:.1f}" if ours else "-",
+                     f"{r['vs_reference']:.2f}× ref, {r['vs_decode']:.2f}× decode", note))
+    return rows
 
 
 def format_bench_table(title: str, rows) -> str:
