@@ -11,8 +11,8 @@ from maskvid_edu.data.augment import resized_crop, to_model_input
 from maskvid_edu.data.datasets import is_grayscale
 from maskvid_edu.data.transforms import IMAGENET_STD, normalize, normalize_uint8
 from maskvid_edu.data.video import shipped_clip
-from maskvid_edu.measure.loader import (bench_loader, clip_plan, decode_decord, decode_pyav, loader_summary,
-                                        reference_clip)
+from maskvid_edu.measure.loader import (bench_loader, clip_plan, decode_decord, decode_pyav, decode_torchcodec,
+                                        loader_summary, reference_clip, torchcodec_available)
 
 # One uint8 level in normalised units is 1 / (255 · std) ≈ 0.0175 at most (std 0.224).
 LEVEL = 1 / (255 * min(IMAGENET_STD))
@@ -66,6 +66,12 @@ def test_pyav_seek_decodes_the_frames_decord_does():
     assert decode_pyav(path, [8, 8, 0]).shape[0] == 3  # repeats and order kept
 
 
+@pytest.mark.skipif(not torchcodec_available(), reason="pip install torchcodec (and FFmpeg's shared libraries)")
+def test_torchcodec_decodes_the_frames_decord_does():
+    path = shipped_clip()
+    np.testing.assert_array_equal(decode_torchcodec(path, [0, 4, 8, 60]), decode_decord(path, [0, 4, 8, 60]))
+
+
 def test_ours_equals_the_reference_pipeline_on_the_same_clip():
     path = shipped_clip()
     dataset = clip_plan([path], 4, clip_len=8, stride=4, size=112, seed=5)
@@ -86,12 +92,15 @@ def test_bench_rows_and_ratios():
     assert names[:3] == ["bare decode, decord (get_batch of the clip's frames)",
                          "bare decode, PyAV (seek to keyframe, decode forward)",
                          "VideoMAE reference pipeline (decord + PIL crop/resize + normalise)"]
-    assert [(r["workers"], r["views"]) for r in rows[3:]] == [(None, 1), (None, 2), (0, 1), (0, 2)]
+    ours = [r for r in rows if "workers" in r]
+    assert [(r["workers"], r["views"]) for r in ours] == [(None, 1), (None, 2), (0, 1), (0, 2)]
+    decoders = [r for r in rows if r["name"].startswith("bare decode")]
+    assert len(rows) == 3 + len(ours) + (1 if torchcodec_available() else 0) and len(decoders) >= 2
     assert all(r["clips_per_s"] > 0 for r in rows)
-    assert max(rows[0]["vs_decode"], rows[1]["vs_decode"]) == pytest.approx(1.0)
+    assert max(r["vs_decode"] for r in decoders) == pytest.approx(1.0)
     assert rows[2]["vs_reference"] == pytest.approx(1.0)
     summary = loader_summary(rows)
-    assert summary["per_process_clips_per_s"] == rows[3]["clips_per_s"]
+    assert summary["per_process_clips_per_s"] == ours[0]["clips_per_s"]
     with pytest.raises(ValueError, match="batch_size"):
         bench_loader(clips=3, batch_size=2)
     with pytest.raises(FileNotFoundError, match="nowhere.mp4"):

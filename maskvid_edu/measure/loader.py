@@ -7,7 +7,9 @@ on the same clips of the same files in one run:
 (a) **the bare decode**: only the frames one clip needs, as RGB ``uint8``, nothing else:
     decord (``VideoReader`` + ``get_batch``, which seeks to the keyframe before each request)
     and PyAV (seek to the keyframe at or before the first frame, decode forward, keep the
-    sampled frames, stop after the last). No loader can beat the faster of the two.
+    sampled frames, stop after the last), and torchcodec when it is installed (it needs
+    FFmpeg's shared libraries, e.g. Debian's ``libavcodec59``; not a dependency). No loader can
+    beat the fastest of them.
 (b) **the reference pipeline** of VideoMAE's pre-training loader, step for step: decord
     ``get_batch``, one PIL image per frame, the multi-scale crop and a bilinear PIL resize per
     image, the frames stacked, converted to float and divided by 255, then normalised channel
@@ -42,8 +44,8 @@ from ..data.lists import VideoSample
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..data.video import shipped_clip
 
-__all__ = ["clip_plan", "decode_decord", "decode_pyav", "reference_clip", "bench_loader", "loader_summary",
-           "format_loader_table"]
+__all__ = ["clip_plan", "decode_decord", "decode_pyav", "decode_torchcodec", "torchcodec_available",
+           "reference_clip", "bench_loader", "loader_summary", "format_loader_table"]
 
 
 def clip_plan(paths: Sequence[str | os.PathLike], clips: int, *, clip_len: int = 16, stride: int = 4,
@@ -108,6 +110,25 @@ def decode_pyav(path, indices: Sequence[int]) -> np.ndarray:
     if missing:
         raise ValueError(f"{path}: PyAV seek could not deliver frames {missing[:4]} (not constant frame rate?)")
     return np.stack([keep[int(i)] for i in indices])
+
+
+def torchcodec_available() -> bool:
+    """True when torchcodec imports: the package, and the FFmpeg libraries (4–7) it loads."""
+    try:
+        import torchcodec.decoders  # noqa: F401
+    except (ImportError, OSError, RuntimeError):
+        return False
+    return True
+
+
+def decode_torchcodec(path, indices: Sequence[int]) -> np.ndarray:
+    """(a) torchcodec, PyTorch's own decoder (optional): ``get_frames_at(indices)`` with one
+    FFmpeg thread, returned as ``uint8 (T, H, W, 3)`` like the others."""
+    from torchcodec.decoders import VideoDecoder
+
+    decoder = VideoDecoder(str(path), num_ffmpeg_threads=1)
+    frames = decoder.get_frames_at([int(i) for i in indices]).data  # (T, 3, H, W) uint8
+    return frames.permute(0, 2, 3, 1).numpy()
 
 
 def reference_clip(path, indices: Sequence[int], size: int = 224, generator=None) -> torch.Tensor:
@@ -207,6 +228,9 @@ def bench_loader(paths: Sequence[str | os.PathLike] | None = None, *, clips: int
         ({"name": "VideoMAE reference pipeline (decord + PIL crop/resize + normalise)"},
          lambda: _rate(reference, clips)),
     ]
+    if torchcodec_available():  # optional: a third bare decoder, after the reference row
+        rows.append(({"name": "bare decode, torchcodec (get_frames_at)"},
+                     lambda: _rate(lambda i: decode_torchcodec(*plan[i]), clips)))
     for v in views:  # like for like with (a) and (b): one clip after another, no batches
         name = f"ours, items in one process, {v} view{'s' if v > 1 else ''} per decode"
         rows.append(({"name": name, "workers": None, "views": v}, lambda v=v: _ours_items(dataset, v, clips)))
@@ -222,7 +246,7 @@ def bench_loader(paths: Sequence[str | os.PathLike] | None = None, *, clips: int
     finally:
         torch.set_num_threads(threads)
     out = [{**info, "clips_per_s": float(np.median([r[k] for r in rates]))} for k, (info, _) in enumerate(rows)]
-    decode = max(out[0]["clips_per_s"], out[1]["clips_per_s"])
+    decode = max(r["clips_per_s"] for r in out if r["name"].startswith("bare decode"))
     reference = out[2]["clips_per_s"]
     for r in out:
         r["vs_decode"] = r["clips_per_s"] / decode
