@@ -111,3 +111,15 @@ def test_chapter_8_rows_pair_their_cells_with_a_reference_row(tmp_path, monkeypa
     assert dt.format_column_comparison(table, "attentive probe", "linear probe") == ""  # no linear records
     same = dt.format_column_comparison(table, "attentive probe", "attentive probe").splitlines()
     assert len(same) == 2 and all("no difference resolvable" in line for line in same)
+
+
+def test_chapter_1_masking_rows_have_every_record_and_pair_with_tube():
+    """Chapter 1 reads the masking ablation from the committed records: every cell of its
+    columns exists, and each row pairs with tube 0.9 on every column (same sequences, test
+    clips, seeds), so each comparison it prints is a paired one."""
+    assert set(dt.MASKING_ENCODERS.values()) - {None} <= set(zoo.zoo_recipes())
+    table = dt.downstream_rows(encoders=dt.MASKING_ENCODERS, columns=dt.COLUMNS, copy_row=False)
+    assert table["missing"] == []
+    for label in dt.MASKING_ENCODERS:
+        if label != "VideoMAE, tube 0.9":
+            assert set(dt.compare_rows(table, "VideoMAE, tube 0.9", label)) == set(dt.COLUMNS), label

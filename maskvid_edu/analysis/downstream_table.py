@@ -38,7 +38,8 @@ from .. import zoo
 from . import data_efficiency, pretraining_curves, propagation_scores
 from .stats import Estimate, bootstrap_ci, mean_ci, paired_difference, rank_correlation, verdict
 
-__all__ = ["ENCODERS", "COLUMNS", "ALL_COLUMNS", "BEYOND_ENCODERS", "BEYOND_COLUMNS", "COPY_ROW", "Samples",
+__all__ = ["ENCODERS", "COLUMNS", "ALL_COLUMNS", "BEYOND_ENCODERS", "BEYOND_COLUMNS", "MASKING_ENCODERS", "COPY_ROW",
+           "Samples",
            "downstream_rows", "compare_rows", "format_comparison", "format_column_comparison", "format_downstream", "format_leaders",
            "column_agreement", "format_agreement", "format_pretraining_losses"]
 
@@ -74,6 +75,17 @@ BEYOND_ENCODERS = {
 """Chapter 8's rows: the two successors against the chapter 6 encoders of the same budget
 (8 000 steps at batch 16 on the same clips, the same ViT) and the random init."""
 BEYOND_COLUMNS = ALL_COLUMNS
+MASKING_ENCODERS = {
+    "VideoMAE, tube 0.9": "videomae_tube90",
+    "VideoMAE, random mask 0.9": "videomae_random90",
+    "VideoMAE, frame mask 0.75": "videomae_frame75",
+    "VideoMAE, tube 0.75": "videomae_tube75",
+    "VideoMAE, tube 0.95": "videomae_tube95",
+    "ViT at random init": None,
+}
+"""Chapter 1's rows: one ViT pre-trained under each mask at one budget (8 000 steps at batch 16
+on the same clips; frame masking at 0.75, the closest ratio to 0.9 on the demo's 4 temporal
+slots), and the random init."""
 COPY_ROW = "copy first mask (no encoder)"
 """The last row: J&F of copying the first frame's mask to every frame, the floor any encoder's
 propagation must clear (:func:`~maskvid_edu.analysis.propagation_scores.copy_first_frame_scores`)."""
