@@ -42,6 +42,9 @@ def add_bench(sub) -> None:
         "            against the default step, interleaved\n"
         "  loader    clips/s of the synthetic dataset through a DataLoader; on video files (--videos), the\n"
         "            bare decode (decord, PyAV), VideoMAE's reference pipeline and ours (0-2 workers, 1-4 views)\n"
+        "  train     clips/s of the demo recipes through the trainer, as shipped and with each speed lever\n"
+        "            (fused AdamW, 2 threads with or without the render worker), and each lever's loss\n"
+        "            difference at the last step\n"
         "Benchmarks, not tests: numbers vary with the machine and its load.",
         epilog="examples:\n"
         "  maskvid-edu bench --quick\n"

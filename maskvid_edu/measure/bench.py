@@ -47,6 +47,7 @@ from ..sparse import PackedMap, SparseMap, SparseStem, set_backend
 from ..utils import resolve_device
 from .flops import loader_throughput, measured_matmul_peak, mfu, videomae_pretrain_flops
 from .loader import bench_loader
+from .throughput import bench_throughput
 from .scaling import pretrain_optimizer, time_variants, training_step, vit_variants
 from .timing import time_interleaved
 
@@ -453,7 +454,7 @@ def bench_sparse(model: nn.Module | None = None, *, batch: int = 2, size: int = 
 # --------------------------------------------------------------------------------------------
 
 #: the parts ``maskvid-edu bench --what`` can run, in the order of its table
-BENCH_PARTS = ("pretrain", "flops", "sparse", "mam2", "optim", "loader")
+BENCH_PARTS = ("pretrain", "flops", "sparse", "mam2", "optim", "loader", "train")
 
 
 def bench_rows(args) -> tuple[str, list[tuple[str, str, str, str, str]]]:
@@ -557,6 +558,18 @@ def bench_rows(args) -> tuple[str, list[tuple[str, str, str, str, str]]]:
         rows.append(("data loader clips/s", f"{r['clips_per_s']:.1f}", "-", "-",
                      f"synthetic {frames}×{size}², render + normalise, {workers} workers, batch {batch_size}"))
         rows.extend(video_loader_rows(args))
+    if "train" in what:  # the demo recipes through the trainer, as shipped and with each speed lever
+        quick = dict(methods=("videomae",), steps=8, rounds=1)  # --quick: one recipe, a few steps
+        table = bench_throughput(**(quick if args.quick else dict(steps=60, rounds=2)))
+        for r in table:
+            if r["lever"] == "as shipped":
+                shipped = r["clips_per_s"]
+                rows.append((f"{r['method']}_demo training clips/s", f"{shipped:.1f}", "-", "-",
+                             f"recipe as shipped, batch {r['batch_size']}, steps 1–{r['steps']}"))
+                continue
+            rows.append((f"{r['method']}_demo with {r['lever']}", f"{r['clips_per_s']:.1f}",
+                         f"as shipped {shipped:.1f}", f"{r['vs_shipped']:.2f}×",
+                         f"clips/s / clips/s as shipped; |Δ loss| at step {r['steps']} {r['loss_diff']:.1e}"))
     return title, rows
 
 
