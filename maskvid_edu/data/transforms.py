@@ -33,8 +33,9 @@ def normalize_uint8(x: torch.Tensor, channel_dim: int = -4) -> torch.Tensor:
     """uint8 pixels in [0, 255] → ImageNet-normalised float32, in one multiply-add per value.
 
     The same map as ``normalize(x / 255)``, folded into a scale ``1 / (255 · std)`` and a shift
-    ``−mean / std`` per channel: two passes over the clip instead of four, equal to
-    :func:`normalize` within float32 rounding (a few 1e-7). The data loader's last step.
+    ``−mean / std`` per channel: three passes over the clip (convert, scale, shift) instead of
+    five, equal to :func:`normalize` within float32 rounding (a few 1e-7). The data loader's
+    last step.
     """
     if x.dtype != torch.uint8:
         raise TypeError(f"normalize_uint8 takes uint8 pixels, got {x.dtype}")
