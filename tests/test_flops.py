@@ -152,3 +152,18 @@ def test_vjepa_pretrain_flops_adds_up():
     assert f["train_step"] == 3 * (f["context_encoder"] + f["predictor"]) + f["target_encoder"]
     with pytest.raises(ValueError, match="VJEPA"):
         vjepa_pretrain_flops(object())
+
+
+def test_loader_counts_repeated_views_as_clips():
+    """Items of R views, (R, C, T, H, W), batch to (B, R, …): B·R training clips per batch."""
+    base = SyntheticVideoDataset(SyntheticConfig(num_frames=4, size=32, num_samples=12))
+
+    class TwoViews(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(base)
+
+        def __getitem__(self, i):
+            video = base[i]["video"]
+            return {"video": torch.stack([video, video.flip(-1)])}  # (2, C, T, H, W)
+
+    assert loader_throughput(TwoViews(), batch_size=4, batches=2)["clips"] == 16

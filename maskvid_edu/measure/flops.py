@@ -324,8 +324,9 @@ def loader_throughput(dataset, batch_size: int = 8, num_workers: int = 0, batche
     """Clips per second that a ``DataLoader`` over ``dataset`` delivers (decode + augment).
 
     Iterates ``batches`` batches of ``batch_size`` with ``num_workers`` worker processes, after
-    one untimed batch (worker start-up is not throughput). Returns ``{"clips_per_s", "seconds",
-    "clips", "batch_size", "num_workers"}``.
+    one untimed batch (worker start-up is not throughput). Repeated views of a decode (items
+    ``(R, C, T, H, W)``, batches ``(B, R, C, T, H, W)``) count as ``B·R`` clips: each is a
+    training sample. Returns ``{"clips_per_s", "seconds", "clips", "batch_size", "num_workers"}``.
     """
     _check_tokens(batch_size, "batch_size")
     _check_tokens(batches, "batches")
@@ -340,7 +341,8 @@ def loader_throughput(dataset, batch_size: int = 8, num_workers: int = 0, batche
     t0 = time.perf_counter()
     for _ in range(batches):
         batch = next(it)
-        clips += len(batch["video"]) if isinstance(batch, dict) else len(batch[0])
+        video = batch["video"] if isinstance(batch, dict) else batch[0]  # (B, [R,] C, T, H, W)
+        clips += video.shape[0] * (video.shape[1] if video.dim() == 6 else 1)
     seconds = time.perf_counter() - t0
     del it
     return {"clips_per_s": clips / seconds, "seconds": seconds, "clips": clips,

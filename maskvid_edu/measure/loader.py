@@ -43,6 +43,7 @@ from ..data.decoders import open_video
 from ..data.lists import VideoSample
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..data.video import shipped_clip
+from .flops import loader_throughput
 
 __all__ = ["clip_plan", "decode_decord", "decode_pyav", "decode_torchcodec", "torchcodec_available",
            "reference_clip", "bench_loader", "loader_summary", "format_loader_table"]
@@ -63,13 +64,9 @@ def clip_plan(paths: Sequence[str | os.PathLike], clips: int, *, clip_len: int =
                         seed=seed, backend="decord", strict=True)
 
 
-def _indices_from(dataset: VideoDataset, generator, num_frames: int) -> np.ndarray:
+def _indices(dataset: VideoDataset, generator, num_frames: int) -> np.ndarray:
     idx, _ = dataset.frame_indices(num_frames, generator)
     return np.asarray(idx)
-
-
-def _indices(dataset: VideoDataset, i: int, num_frames: int) -> np.ndarray:
-    return _indices_from(dataset, dataset.generator(i), num_frames)
 
 
 def decode_decord(path, indices: Sequence[int]) -> np.ndarray:
@@ -162,11 +159,6 @@ def _rate(fn, n: int) -> float:
     return (n - 1) / (time.perf_counter() - t0)
 
 
-def _views_as_clips(items) -> torch.Tensor:
-    """Batch of items, each ``(C, T, H, W)`` or ``(R, C, T, H, W)`` → ``(B·R, C, T, H, W)``."""
-    return torch.cat([it["video"].reshape(-1, *it["video"].shape[-4:]) for it in items])
-
-
 def _ours_items(dataset: VideoDataset, views: int, clips: int) -> float:
     dataset.num_repeats = views
     try:
@@ -178,14 +170,8 @@ def _ours_items(dataset: VideoDataset, views: int, clips: int) -> float:
 def _ours(dataset: VideoDataset, workers: int, views: int, batch_size: int) -> float:
     dataset.num_repeats = views  # the workers fork with this value
     try:
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                                             shuffle=False, collate_fn=_views_as_clips)
-        it = iter(loader)
-        next(it)  # worker start-up and the first batch are not throughput
-        clips, t0 = 0, time.perf_counter()
-        for batch in it:
-            clips += batch.shape[0]
-        return clips / (time.perf_counter() - t0)
+        batches = len(dataset) // batch_size - 1  # after one untimed batch
+        return loader_throughput(dataset, batch_size, workers, batches)["clips_per_s"]
     finally:
         dataset.num_repeats = 1
 
@@ -216,11 +202,11 @@ def bench_loader(paths: Sequence[str | os.PathLike] | None = None, *, clips: int
     for p in {s.path for s in dataset.samples}:
         with open_video(p, "decord") as reader:
             counts[p] = reader.num_frames
-    plan = [(s.path, _indices(dataset, i, counts[s.path])) for i, s in enumerate(dataset.samples)]
+    plan = [(s.path, _indices(dataset, dataset.generator(i), counts[s.path])) for i, s in enumerate(dataset.samples)]
 
     def reference(i: int) -> torch.Tensor:  # item i's frames and crop, drawn as ours draws them
         g = dataset.generator(i)
-        return reference_clip(plan[i][0], _indices_from(dataset, g, counts[plan[i][0]]), size, g)
+        return reference_clip(plan[i][0], _indices(dataset, g, counts[plan[i][0]]), size, g)
     rows = [
         ({"name": "bare decode, decord (get_batch of the clip's frames)"},
          lambda: _rate(lambda i: decode_decord(*plan[i]), clips)),
